@@ -1,0 +1,27 @@
+# The two commands a newcomer needs are `make dev` and `make test`.
+GO ?= go
+
+.PHONY: dev test lint fmt schema bench build
+
+dev: ## run everything on one machine: embedded NATS, Databricks emulator, controller, apps
+	$(GO) run ./cmd/servingctl dev
+
+test: ## every test, with the race detector
+	$(GO) test -race ./...
+
+lint: ## go vet, staticcheck and gofmt
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+schema: ## regenerate manifests/servingapp.schema.json from the Go types
+	$(GO) test ./api/v1alpha1 -run TestSchemaFileIsInSyncWithTypes -update
+
+bench: ## the benchmarks whose figures the closing notes quote
+	$(GO) test -run '^$$' -bench . -benchtime 2000x ./api/store/
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
