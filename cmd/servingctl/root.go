@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/spf13/cobra"
+
+	"github.com/servingapp/servingapp/api/store"
+)
+
+// Exit codes, as documented in the README.
+const (
+	exitOK    = 0
+	exitError = 1 // the command failed: unreachable server, invalid objects, not found
+	exitUsage = 2 // the command line itself was wrong
+)
+
+// DefaultNATSURL is where servingctl looks for the API store unless told otherwise;
+// servingctl dev listens there.
+const DefaultNATSURL = "nats://127.0.0.1:4222"
+
+type streams struct {
+	in     io.Reader
+	out    io.Writer
+	errOut io.Writer
+}
+
+// cli holds what every command shares; tests build one with their own streams,
+// environment and clock.
+type cli struct {
+	streams
+	getenv func(string) string
+	now    func() time.Time
+
+	// storeOptions lets tests fix the store's clock and uids.
+	storeOptions store.Options
+
+	server  string
+	creds   string
+	timeout time.Duration
+}
+
+// usageError marks a wrong command line (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// silentError carries an exit code for output already printed.
+type silentError struct{ code int }
+
+func (e silentError) Error() string { return fmt.Sprintf("exit %d", e.code) }
+
+func run(ctx context.Context, args []string, s streams, getenv func(string) string, now func() time.Time) int {
+	return (&cli{streams: s, getenv: getenv, now: now}).run(ctx, args)
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	s := c.streams
+	root := c.rootCommand()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var silent silentError
+	if errors.As(err, &silent) {
+		return silent.code
+	}
+	fmt.Fprintln(s.errOut, "error:", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsageError(err) {
+		fmt.Fprintln(s.errOut, "run 'servingctl --help' for usage")
+		return exitUsage
+	}
+	return exitError
+}
+
+// isCobraUsageError recognises cobra's own argument and flag errors, which it
+// returns as plain errors.
+func isCobraUsageError(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
+		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *cli) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "servingctl",
+		Short: "Manage ServingApps: Databricks-backed web apps on Amazon ECS",
+		Long: `servingctl applies, inspects and deletes ServingApp objects in the
+servingapp API store (NATS JetStream), and runs the whole product on one
+machine with 'servingctl dev'.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetIn(c.in)
+	root.SetOut(c.out)
+	root.SetErr(c.errOut)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&c.server, "server", "", "NATS URL of the API store (default $SERVINGAPP_NATS_URL or "+DefaultNATSURL+")")
+	pf.StringVar(&c.creds, "creds", "", "NATS credentials file (default $SERVINGAPP_NATS_CREDS)")
+	pf.DurationVar(&c.timeout, "request-timeout", 10*time.Second, "how long to wait for the server")
+	root.AddCommand(
+		c.applyCommand(),
+		c.getCommand(),
+		c.describeCommand(),
+		c.deleteCommand(),
+		c.validateCommand(),
+		c.diffCommand(),
+		c.schemaCommand(),
+		c.devCommand(),
+	)
+	return root
+}
+
+func (c *cli) serverURL() string {
+	switch {
+	case c.server != "":
+		return c.server
+	case c.getenv("SERVINGAPP_NATS_URL") != "":
+		return c.getenv("SERVINGAPP_NATS_URL")
+	}
+	return DefaultNATSURL
+}
+
+// connect opens the API store. An unreachable server is one clear line.
+func (c *cli) connect(ctx context.Context) (*store.Store, func(), error) {
+	url := c.serverURL()
+	opts := []nats.Option{nats.Name("servingctl"), nats.Timeout(c.timeout), nats.MaxReconnects(0)}
+	creds := c.creds
+	if creds == "" {
+		creds = c.getenv("SERVINGAPP_NATS_CREDS")
+	}
+	if creds != "" {
+		opts = append(opts, nats.UserCredentials(creds))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach the servingapp API store at %s: %v (start one with 'servingctl dev', or pass --server)", url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open JetStream at %s: %w", url, err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	st, err := store.New(sctx, js, c.storeOptions)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("open the API store at %s: %w", url, err)
+	}
+	return st, nc.Close, nil
+}
+
+// splitName reads "NAME" or "NS/NAME" with the namespace flag as default.
+func splitName(arg, ns string) (string, string) {
+	if i := strings.IndexByte(arg, '/'); i >= 0 {
+		return arg[:i], arg[i+1:]
+	}
+	return ns, arg
+}
