@@ -1,0 +1,133 @@
+package audit
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ReconcileEventType is the CloudEvents type of controller events.
+const ReconcileEventType = "io.servingapp.controller.reconcile"
+
+// Severities of reconcile events, as in Kubernetes events.
+const (
+	SeverityNormal  = "Normal"
+	SeverityWarning = "Warning"
+)
+
+// ReconcileEvent is what the controller did or found for one app. Messages
+// never carry secrets or tokens.
+type ReconcileEvent struct {
+	Namespace  string `json:"namespace"`
+	Name       string `json:"name"`
+	UID        string `json:"uid,omitempty"`
+	Generation int64  `json:"generation,omitempty"`
+	Severity   string `json:"severity"`
+	// Reason is CamelCase: TaskDefinitionRegistered, RulesChanged, ReconcileFailed, ...
+	Reason     string `json:"reason"`
+	Message    string `json:"message"`
+	Controller string `json:"controller,omitempty"`
+}
+
+// EventSubject is the subject of an app's reconcile events:
+// servingapp.events.<namespace>.<name>.
+func EventSubject(namespace, name string) string {
+	return EventsSubjectRoot + "." + subjectToken(namespace) + "." + subjectToken(name)
+}
+
+// NewEventID returns a random event id (128 bits, hex).
+func NewEventID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// EncodeReconcileEvent wraps ev in a CloudEvent.
+func EncodeReconcileEvent(id string, at time.Time, ev ReconcileEvent) ([]byte, error) {
+	data, err := json.Marshal(ev)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(CloudEvent{
+		SpecVersion:     SpecVersion,
+		ID:              id,
+		Source:          "/servingapp/controller/" + ev.Controller,
+		Type:            ReconcileEventType,
+		Subject:         ev.Namespace + "/" + ev.Name,
+		Time:            at.UTC(),
+		DataContentType: "application/json",
+		Data:            data,
+	})
+}
+
+// PublishReconcileEvent publishes ev on its subject with Nats-Msg-Id set to
+// the event id, so a retried publish is stored once.
+func PublishReconcileEvent(ctx context.Context, js jetstream.JetStream, id string, at time.Time, ev ReconcileEvent) error {
+	b, err := EncodeReconcileEvent(id, at, ev)
+	if err != nil {
+		return fmt.Errorf("encode event %s for %s/%s: %w", ev.Reason, ev.Namespace, ev.Name, err)
+	}
+	if _, err := js.Publish(ctx, EventSubject(ev.Namespace, ev.Name), b, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("publish event %s for %s/%s: %w", ev.Reason, ev.Namespace, ev.Name, err)
+	}
+	return nil
+}
+
+// LastReconcileEvents returns up to n of the newest events of one app, oldest
+// first, reading with an ephemeral ordered consumer that leaves the stream as
+// it is.
+func LastReconcileEvents(ctx context.Context, js jetstream.JetStream, namespace, name string, n int) ([]CloudEvent, []ReconcileEvent, error) {
+	s, err := js.Stream(ctx, EventsStream)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open stream %s: %w", EventsStream, err)
+	}
+	subj := EventSubject(namespace, name)
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(subj))
+	if err != nil {
+		return nil, nil, fmt.Errorf("read stream %s: %w", EventsStream, err)
+	}
+	total := info.State.Subjects[subj]
+	if total == 0 {
+		return nil, nil, nil
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+	}
+	var (
+		envs []CloudEvent
+		evs  []ReconcileEvent
+	)
+	for read := uint64(0); read < total; {
+		batch, err := c.Fetch(int(min(total-read, 500)), jetstream.FetchMaxWait(2*time.Second))
+		if err != nil {
+			return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			var ce CloudEvent
+			var ev ReconcileEvent
+			if json.Unmarshal(m.Data(), &ce) == nil && json.Unmarshal(ce.Data, &ev) == nil {
+				envs = append(envs, ce)
+				evs = append(evs, ev)
+				if len(envs) > n {
+					envs, evs = envs[1:], evs[1:]
+				}
+			}
+		}
+		if err := batch.Error(); err != nil && got == 0 {
+			return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+		}
+		if got == 0 {
+			break
+		}
+		read += uint64(got)
+	}
+	return envs, evs, nil
+}
