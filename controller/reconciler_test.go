@@ -25,7 +25,7 @@ import (
 var t0 = time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
 
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	js    jetstream.JetStream
 	store *store.Store
 	plat  *platformtest.Platform
@@ -33,7 +33,9 @@ type env struct {
 	rec   *controller.StreamRecorder
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvB(t) }
+
+func newEnvB(t testing.TB) *env {
 	t.Helper()
 	url, _ := natstest.Start(t)
 	nc, err := nats.Connect(url)
@@ -103,7 +105,7 @@ func (e *env) get(name string) *v1.ServingApp {
 }
 
 // converge reconciles key until it reports no error and no requeue, at most n times.
-func converge(t *testing.T, r *controller.Reconciler, key string, n int) {
+func converge(t testing.TB, r *controller.Reconciler, key string, n int) {
 	t.Helper()
 	var last error
 	for i := 0; i < n; i++ {

@@ -1,0 +1,247 @@
+package controller_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/servingapp/servingapp/api/store"
+	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+	"github.com/servingapp/servingapp/controller"
+	"github.com/servingapp/servingapp/internal/clock"
+	"github.com/servingapp/servingapp/internal/natstest"
+)
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestControllerReconcilesOnApplyAndDelete(t *testing.T) {
+	e := newEnv(t)
+	r := e.reconciler()
+	r.Clock = clock.Real{}
+	r.ProgressPoll = 10 * time.Millisecond
+	c := controller.New(e.store, r, controller.Options{Workers: 2})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+
+	e.apply(testApp("web"))
+	waitUntil(t, "web Ready", func() bool {
+		a, err := e.store.Get(context.Background(), "team", "web")
+		return err == nil && a.Status.Phase == v1.PhaseReady
+	})
+	if _, err := e.store.Delete(context.Background(), "team", "web"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "web gone", func() bool {
+		_, err := e.store.Get(context.Background(), "team", "web")
+		return errors.Is(err, store.ErrNotFound)
+	})
+	if n := len(e.plat.Resources()); n != 0 {
+		t.Fatalf("%d resources left after delete", n)
+	}
+}
+
+// recordingReconciler notices when two controllers reconcile at the same time.
+type recordingReconciler struct {
+	mu       sync.Mutex
+	active   map[string]int // in-flight reconciles by controller
+	overlap  bool
+	perOwner map[string]int
+}
+
+func (r *recordingReconciler) enter(owner string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for o, n := range r.active {
+		if o != owner && n > 0 {
+			r.overlap = true
+		}
+	}
+	r.active[owner]++
+	r.perOwner[owner]++
+}
+
+func (r *recordingReconciler) leave(owner string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.active[owner]--
+}
+
+type ownedReconciler struct {
+	shared *recordingReconciler
+	name   string
+}
+
+func (o ownedReconciler) Reconcile(ctx context.Context, key string) (controller.Result, error) {
+	o.shared.enter(o.name)
+	defer o.shared.leave(o.name)
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Millisecond):
+	}
+	return controller.Result{}, nil
+}
+
+// TestLeaderFailover runs two controllers on one NATS server. The leader's
+// connection dies; it must stop before the standby starts, and the standby
+// must take over. A shared reconciler proves they never reconcile at once.
+func TestLeaderFailover(t *testing.T) {
+	url, _ := natstest.Start(t)
+	connect := func() (*nats.Conn, jetstream.JetStream, *store.Store, jetstream.KeyValue) {
+		nc, err := nats.Connect(url, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		st, err := store.New(context.Background(), js, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, js, st, kv
+	}
+	shared := &recordingReconciler{perOwner: map[string]int{}, active: map[string]int{}}
+	var (
+		mu       sync.Mutex
+		timeline []string
+		leading  atomic.Int32
+		twoAtOne atomic.Bool
+	)
+	start := func(name string) (*nats.Conn, *store.Store, chan error, context.CancelFunc) {
+		nc, _, st, kv := connect()
+		el := &controller.LeaderElector{
+			KV: kv, Identity: name, Clock: clock.Real{}, Log: slog.New(slog.DiscardHandler),
+			LeaseTTL: 900 * time.Millisecond, RenewEvery: 150 * time.Millisecond,
+			RenewDeadline: 500 * time.Millisecond, RetryEvery: 100 * time.Millisecond,
+			OnChange: func(l bool) {
+				mu.Lock()
+				defer mu.Unlock()
+				if l {
+					if leading.Add(1) > 1 {
+						twoAtOne.Store(true)
+					}
+					timeline = append(timeline, name+" leads")
+				} else {
+					leading.Add(-1)
+					timeline = append(timeline, name+" stops")
+				}
+			},
+		}
+		c := controller.New(st, ownedReconciler{shared, name}, controller.Options{Workers: 4, Elector: el, Resync: 50 * time.Millisecond})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- c.Run(ctx) }()
+		return nc, st, done, cancel
+	}
+
+	ncA, stA, doneA, cancelA := start("a")
+	defer cancelA()
+	for _, n := range []string{"x1", "x2", "x3"} {
+		if _, _, err := stA.Apply(context.Background(), testApp(n)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, "a leads and reconciles", func() bool {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		return shared.perOwner["a"] > 3
+	})
+	_, _, doneB, cancelB := start("b")
+	defer cancelB()
+	time.Sleep(300 * time.Millisecond) // b campaigns while a holds the lease
+	shared.mu.Lock()
+	if shared.perOwner["b"] != 0 {
+		shared.mu.Unlock()
+		t.Fatal("standby reconciled while the leader held the lease")
+	}
+	shared.mu.Unlock()
+
+	ncA.Close() // the leader can no longer renew: as good as dead
+	if err := <-doneA; !errors.Is(err, controller.ErrLeadershipLost) {
+		t.Fatalf("leader without NATS returned %v, want ErrLeadershipLost", err)
+	}
+	waitUntil(t, "b takes over", func() bool {
+		shared.mu.Lock()
+		defer shared.mu.Unlock()
+		return shared.perOwner["b"] > 3
+	})
+	cancelB()
+	if err := <-doneB; err != nil {
+		t.Fatalf("graceful stop of b: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if twoAtOne.Load() || shared.overlap {
+		t.Fatalf("two leaders at once: %v", timeline)
+	}
+	want := []string{"a leads", "a stops", "b leads", "b stops"}
+	if len(timeline) != 4 {
+		t.Fatalf("timeline %v, want %v", timeline, want)
+	}
+	for i := range want {
+		if timeline[i] != want[i] {
+			t.Fatalf("timeline %v, want %v", timeline, want)
+		}
+	}
+}
+
+// TestGracefulShutdownReleasesLease: a standby takes over at once after the
+// leader stops cleanly, without waiting for the lease to expire.
+func TestGracefulShutdownReleasesLease(t *testing.T) {
+	url, _ := natstest.Start(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mk := func(id string) *controller.LeaderElector {
+		return &controller.LeaderElector{KV: kv, Identity: id, Clock: clock.Real{}, Log: slog.New(slog.DiscardHandler),
+			LeaseTTL: time.Hour, RenewEvery: 50 * time.Millisecond, RenewDeadline: 30 * time.Minute, RetryEvery: 20 * time.Millisecond}
+	}
+	ctxA, cancelA := context.WithCancel(context.Background())
+	led := make(chan struct{})
+	doneA := make(chan error, 1)
+	go func() {
+		doneA <- mk("a").Run(ctxA, func(stop, work context.Context) { close(led); <-stop.Done() })
+	}()
+	<-led
+	cancelA()
+	if err := <-doneA; err != nil {
+		t.Fatal(err)
+	}
+	ctxB, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	ledB := make(chan struct{})
+	go func() { _ = mk("b").Run(ctxB, func(stop, work context.Context) { close(ledB); <-stop.Done() }) }()
+	select {
+	case <-ledB:
+	case <-time.After(20 * time.Second): // the lease TTL is an hour: only a release explains a takeover
+		t.Fatal("standby did not take over a released lease")
+	}
+}
