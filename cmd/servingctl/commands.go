@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
+	"github.com/servingapp/servingapp/api/audit"
 	"github.com/servingapp/servingapp/api/store"
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
 )
@@ -25,11 +27,12 @@ Then it creates or updates each one and prints created, configured or unchanged.
 			if err != nil {
 				return err
 			}
-			st, closeFn, err := c.connect(cmd.Context())
+			conn, err := c.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeFn()
+			defer conn.close()
+			st := conn.store
 			failed := 0
 			for _, s := range srcs {
 				_, outcome, err := st.Apply(cmd.Context(), s.app)
@@ -77,11 +80,12 @@ func (c *cli) getCommand() *cobra.Command {
 			if all && len(args) == 1 {
 				return usagef("a NAME cannot be combined with --all-namespaces")
 			}
-			st, closeFn, err := c.connect(cmd.Context())
+			conn, err := c.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeFn()
+			defer conn.close()
+			st := conn.store
 			var apps []*v1.ServingApp
 			if len(args) == 1 {
 				n, name := splitName(args[0], ns)
@@ -149,17 +153,31 @@ func (c *cli) describeCommand() *cobra.Command {
 		Short: "Show a ServingApp's spec summary, status and conditions",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			st, closeFn, err := c.connect(cmd.Context())
+			conn, err := c.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeFn()
+			defer conn.close()
+			st := conn.store
 			n, name := splitName(args[0], ns)
 			a, err := st.Get(cmd.Context(), n, name)
 			if err != nil {
 				return notFoundHint(err, n, name)
 			}
-			return printer{now: c.now}.describe(c.out, a)
+			p := printer{now: c.now}
+			if err := p.describe(c.out, a); err != nil {
+				return err
+			}
+			envs, evs, err := audit.LastReconcileEvents(cmd.Context(), conn.js, n, name, 10)
+			if err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				// Events explain; they are not essential. Say so and go on.
+				fmt.Fprintf(c.errOut, "warning: cannot read events: %v\n", err)
+			}
+			times := make([]time.Time, len(envs))
+			for i, e := range envs {
+				times[i] = e.Time
+			}
+			return p.events(c.out, evs, times)
 		},
 	}
 	cmd.Flags().StringVarP(&ns, "namespace", "n", v1.DefaultNamespace, "namespace")
@@ -197,11 +215,12 @@ func (c *cli) deleteCommand() *cobra.Command {
 			default:
 				return usagef("give a NAME or -f FILE")
 			}
-			st, closeFn, err := c.connect(cmd.Context())
+			conn, err := c.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeFn()
+			defer conn.close()
+			st := conn.store
 			failed := 0
 			for _, t := range targets {
 				if err := c.deleteOne(cmd.Context(), st, t[0], t[1], wait, limit); err != nil {
@@ -282,11 +301,12 @@ func (c *cli) diffCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			st, closeFn, err := c.connect(cmd.Context())
+			conn, err := c.connect(cmd.Context())
 			if err != nil {
 				return err
 			}
-			defer closeFn()
+			defer conn.close()
+			st := conn.store
 			differs := false
 			for _, s := range srcs {
 				var stored *v1.ServingApp

@@ -11,6 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/servingapp/servingapp/api/audit"
 	"github.com/servingapp/servingapp/api/store"
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
 	"github.com/servingapp/servingapp/internal/natstest"
@@ -129,6 +132,18 @@ func TestGetAndDescribeGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	js := h.openJS()
+	if err := audit.EnsureStreams(context.Background(), js, audit.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i, ev := range []audit.ReconcileEvent{
+		{Namespace: "analytics", Name: "summarizer", Severity: audit.SeverityNormal, Reason: "TaskDefinitionRegistered", Message: "registered analytics-summarizer:1"},
+		{Namespace: "analytics", Name: "summarizer", Severity: audit.SeverityWarning, Reason: "ReconcileFailed", Message: "ThrottlingException: rate exceeded"},
+	} {
+		if err := audit.PublishReconcileEvent(context.Background(), js, fmt.Sprint("ev", i), testNow.Add(time.Duration(i-30)*time.Minute), ev); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -152,15 +167,26 @@ func TestGetAndDescribeGolden(t *testing.T) {
 	}
 }
 
-func (h *harness) openStore() *store.Store {
+func (h *harness) openJS() jetstream.JetStream {
 	h.t.Helper()
 	c := &cli{server: h.url, getenv: func(string) string { return "" }, timeout: 5 * time.Second}
-	st, closeFn, err := c.connect(context.Background())
+	conn, err := c.connect(context.Background())
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	h.t.Cleanup(closeFn)
-	return st
+	h.t.Cleanup(conn.close)
+	return conn.js
+}
+
+func (h *harness) openStore() *store.Store {
+	h.t.Helper()
+	c := &cli{server: h.url, getenv: func(string) string { return "" }, timeout: 5 * time.Second}
+	conn, err := c.connect(context.Background())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	h.t.Cleanup(conn.close)
+	return conn.store
 }
 
 func TestExitCodes(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/servingapp/servingapp/api/audit"
+
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
 )
 
@@ -229,4 +231,19 @@ func orDefault(s, d string) string {
 		return d
 	}
 	return s
+}
+
+// events prints the newest reconcile events, oldest first, as kubectl describe does.
+func (p printer) events(w io.Writer, evs []audit.ReconcileEvent, times []time.Time) error {
+	fmt.Fprintln(w, "Events:")
+	if len(evs) == 0 {
+		fmt.Fprintln(w, "  <none>")
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "  TYPE\tREASON\tAGE\tMESSAGE")
+	for i, ev := range evs {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", ev.Severity, ev.Reason, p.age(&times[i]), ev.Message)
+	}
+	return tw.Flush()
 }

@@ -138,8 +138,15 @@ func (c *cli) serverURL() string {
 	return DefaultNATSURL
 }
 
+// conn is an open connection to the API store.
+type conn struct {
+	store *store.Store
+	js    jetstream.JetStream
+	close func()
+}
+
 // connect opens the API store. An unreachable server is one clear line.
-func (c *cli) connect(ctx context.Context) (*store.Store, func(), error) {
+func (c *cli) connect(ctx context.Context) (*conn, error) {
 	url := c.serverURL()
 	opts := []nats.Option{nats.Name("servingctl"), nats.Timeout(c.timeout), nats.MaxReconnects(0)}
 	creds := c.creds
@@ -151,21 +158,21 @@ func (c *cli) connect(ctx context.Context) (*store.Store, func(), error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot reach the servingapp API store at %s: %v (start one with 'servingctl dev', or pass --server)", url, err)
+		return nil, fmt.Errorf("cannot reach the servingapp API store at %s: %v (start one with 'servingctl dev', or pass --server)", url, err)
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("open JetStream at %s: %w", url, err)
+		return nil, fmt.Errorf("open JetStream at %s: %w", url, err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	st, err := store.New(sctx, js, c.storeOptions)
 	if err != nil {
 		nc.Close()
-		return nil, nil, fmt.Errorf("open the API store at %s: %w", url, err)
+		return nil, fmt.Errorf("open the API store at %s: %w", url, err)
 	}
-	return st, nc.Close, nil
+	return &conn{store: st, js: js, close: nc.Close}, nil
 }
 
 // splitName reads "NAME" or "NS/NAME" with the namespace flag as default.
