@@ -7,6 +7,11 @@
 // resourceVersion), the status bucket holds ServingAppStatus. Status writes
 // therefore never change generation or resourceVersion and never wake spec
 // watchers.
+//
+// Every call is bounded by its context. A request caught in a disconnect
+// fails with the context's error and may or may not have been applied; Apply
+// is idempotent (re-applying the same object is Unchanged), so calling it
+// again is safe.
 package store
 
 import (

@@ -53,8 +53,9 @@ type Watcher struct {
 // Err reports.
 func (w *Watcher) Events() <-chan Event { return w.events }
 
-// Stop ends the watch and waits until its goroutine has exited. It is safe to
-// call more than once and from any goroutine.
+// Stop ends the watch and waits until its goroutine has exited, which
+// includes deleting the server-side consumer (bounded at 2s when the server
+// is unreachable). It is safe to call more than once and from any goroutine.
 func (w *Watcher) Stop() {
 	w.cancel()
 	<-w.done
@@ -74,8 +75,11 @@ func (w *Watcher) Err() error {
 // are not spec changes and are not watched.
 //
 // The watch survives NATS disconnects and server restarts: it resumes after
-// the last revision it delivered, so no change is lost, provided the spec
-// bucket still holds it (it keeps Options.SpecHistory revisions per object).
+// the last revision it delivered, so no change is lost. The spec bucket
+// keeps Options.SpecHistory revisions per object; an object that changed
+// more often than that while the watcher lagged (or was disconnected) is
+// delivered at its newest revision only, never skipped. The watcher keeps
+// the last state of every selected object, to fill Deleted events.
 func (s *Store) Watch(ctx context.Context, opts ListOptions) (*Watcher, error) {
 	filter, sel, err := opts.filter()
 	if err != nil {

@@ -275,3 +275,29 @@ func TestWatchResumesAcrossServerRestart(t *testing.T) {
 	}
 	expectEvents(t, w, "Modified analytics/summarizer")
 }
+
+func TestWatchEndsWithErrorWhenConnectionCloses(t *testing.T) {
+	e := newTestEnv(t)
+	w, err := e.store.Watch(ctxT(t), ListOptions{})
+	if err != nil {
+		t.Fatalf("Watch: %v", err)
+	}
+	defer w.Stop()
+	expectEvents(t, w, "Synced")
+	e.nc.Close()
+	timeout := time.After(guard)
+	for {
+		select {
+		case _, ok := <-w.Events():
+			if ok {
+				continue
+			}
+			if w.Err() == nil {
+				t.Error("watch ended without an error after the connection closed")
+			}
+			return
+		case <-timeout:
+			t.Fatalf("watch still open %s after the connection closed", guard)
+		}
+	}
+}
