@@ -1,0 +1,92 @@
+package runner
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/servingapp/servingapp/api/store"
+	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+	"github.com/servingapp/servingapp/controller/config"
+	"github.com/servingapp/servingapp/controller/platformtest"
+	"github.com/servingapp/servingapp/internal/natstest"
+)
+
+func TestRunServesHealthMetricsAndReconciles(t *testing.T) {
+	url, _ := natstest.Start(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	cfg, err := config.Parse([]byte("controllerId: test\nplatform: local\ndefaultImage: webapp:1\nappDomain: apps.test\nnats: {url: " + url + "}\nleaderElection: {leaseTTL: 3s, renewEvery: 500ms, renewDeadline: 2s}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := "http://" + ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- Run(ctx, cfg, Deps{NC: nc, Platform: platformtest.New(), Log: slog.New(slog.DiscardHandler), Listener: ln})
+	}()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+
+	js, _ := jetstream.New(nc)
+	st, err := store.New(context.Background(), js, store.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := int32(1)
+	app := &v1.ServingApp{APIVersion: v1.APIVersion, Kind: v1.Kind, Metadata: v1.ObjectMeta{Name: "web", Namespace: "team"},
+		Spec: v1.ServingAppSpec{Replicas: &r, Allowlist: []string{"127.0.0.1/32"},
+			Databricks: v1.Databricks{Host: "https://dbc.cloud.databricks.com", ServingEndpoint: "echo"}}}
+	if _, _, err := st.Apply(context.Background(), app); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		a, err := st.Get(context.Background(), "team", "web")
+		if err == nil && a.Status.Phase == v1.PhaseReady {
+			if a.Status.URL != "https://web.team.apps.test/" {
+				t.Fatalf("derived URL %q", a.Status.URL)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not Ready: %+v %v", a.Status, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for path, want := range map[string]string{
+		"/healthz": "ok",
+		"/readyz":  "ok leader",
+		"/metrics": `servingapp_controller_reconciles_total{result="success"}`,
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
+			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		}
+	}
+}
