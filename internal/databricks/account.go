@@ -23,7 +23,7 @@ type AccountConfig struct {
 	// ClientID and ClientSecret are an account admin service principal's
 	// OAuth credentials, exchanged at AccountTokenURL(Host, AccountID).
 	ClientID     string
-	ClientSecret string
+	ClientSecret string // never logged nor put in errors
 	// TokenSource, when set, replaces the client-credentials source built
 	// from ClientID and ClientSecret.
 	TokenSource TokenSource
@@ -90,17 +90,17 @@ type TokenAccessPolicy struct {
 // CustomAppIntegration is an OAuth custom app integration as the account API
 // returns it. The client secret is never part of it.
 type CustomAppIntegration struct {
-	IntegrationID        string             `json:"integration_id"`
-	ClientID             string             `json:"client_id"`
-	Name                 string             `json:"name"`
-	Confidential         bool               `json:"confidential"`
-	RedirectURLs         []string           `json:"redirect_urls"`
-	Scopes               []string           `json:"scopes"`
-	UserAuthorizedScopes []string           `json:"user_authorized_scopes,omitempty"`
-	TokenAccessPolicy    *TokenAccessPolicy `json:"token_access_policy,omitempty"`
-	CreateTime           string             `json:"create_time,omitempty"`
-	CreatedBy            int64              `json:"created_by,omitempty"`
-	CreatorUsername      string             `json:"creator_username,omitempty"`
+	IntegrationID        string             `json:"integration_id"`                   // unique id of the integration
+	ClientID             string             `json:"client_id"`                        // OAuth client id used at login
+	Name                 string             `json:"name"`                             // display name; immutable
+	Confidential         bool               `json:"confidential"`                     // whether the client has a secret; immutable
+	RedirectURLs         []string           `json:"redirect_urls"`                    // exact-match redirect URLs
+	Scopes               []string           `json:"scopes"`                           // scopes the app may request
+	UserAuthorizedScopes []string           `json:"user_authorized_scopes,omitempty"` // scopes the user must consent to; a subset of Scopes
+	TokenAccessPolicy    *TokenAccessPolicy `json:"token_access_policy,omitempty"`    // token lifetimes and rotation
+	CreateTime           string             `json:"create_time,omitempty"`            // creation time as the server formats it
+	CreatedBy            int64              `json:"created_by,omitempty"`             // id of the creating principal
+	CreatorUsername      string             `json:"creator_username,omitempty"`       // name of the creating principal, when asked for
 }
 
 // CreateCustomAppIntegrationRequest describes a new integration.
@@ -117,15 +117,15 @@ type CreateCustomAppIntegrationRequest struct {
 	Scopes []string `json:"scopes,omitempty"`
 	// UserAuthorizedScopes must be a subset of Scopes.
 	UserAuthorizedScopes []string           `json:"user_authorized_scopes,omitempty"`
-	TokenAccessPolicy    *TokenAccessPolicy `json:"token_access_policy,omitempty"`
+	TokenAccessPolicy    *TokenAccessPolicy `json:"token_access_policy,omitempty"` // nil leaves the server defaults
 }
 
 // CreateCustomAppIntegrationResponse is the create answer. ClientSecret is
 // set for confidential apps and is never returned again: store it at once.
 type CreateCustomAppIntegrationResponse struct {
-	IntegrationID string `json:"integration_id"`
-	ClientID      string `json:"client_id"`
-	ClientSecret  string `json:"client_secret,omitempty"`
+	IntegrationID string `json:"integration_id"`          // id for get, update and delete
+	ClientID      string `json:"client_id"`               // OAuth client id for the app
+	ClientSecret  string `json:"client_secret,omitempty"` // only for confidential apps, only in this response
 }
 
 // String describes the response with the secret redacted.
@@ -153,10 +153,10 @@ func redacted(s string) string {
 // left unchanged; a non-nil list (even empty) REPLACES the stored list, so to
 // add a redirect URL read the integration, merge, and write the whole list.
 type UpdateCustomAppIntegrationRequest struct {
-	RedirectURLs         []string           `json:"redirect_urls,omitzero"`
-	Scopes               []string           `json:"scopes,omitzero"`
-	UserAuthorizedScopes []string           `json:"user_authorized_scopes,omitzero"`
-	TokenAccessPolicy    *TokenAccessPolicy `json:"token_access_policy,omitempty"`
+	RedirectURLs         []string           `json:"redirect_urls,omitzero"`          // replaces the redirect URLs when non-nil
+	Scopes               []string           `json:"scopes,omitzero"`                 // replaces the scopes when non-nil
+	UserAuthorizedScopes []string           `json:"user_authorized_scopes,omitzero"` // replaces the user-authorized scopes when non-nil
+	TokenAccessPolicy    *TokenAccessPolicy `json:"token_access_policy,omitempty"`   // replaces the policy when non-nil
 }
 
 // ListCustomAppIntegrationsRequest asks for one page of integrations.
@@ -171,7 +171,7 @@ type ListCustomAppIntegrationsRequest struct {
 
 // ListCustomAppIntegrationsResponse is one page of integrations.
 type ListCustomAppIntegrationsResponse struct {
-	Apps []CustomAppIntegration `json:"apps"`
+	Apps []CustomAppIntegration `json:"apps"` // the integrations of this page
 	// NextPageToken is empty on the last page.
 	NextPageToken string `json:"next_page_token,omitempty"`
 }

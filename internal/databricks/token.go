@@ -53,7 +53,7 @@ type ClientCredentialsConfig struct {
 	// ClientID and ClientSecret are a service principal's OAuth credentials,
 	// sent with HTTP Basic authentication.
 	ClientID     string
-	ClientSecret string
+	ClientSecret string // never logged nor put in errors
 	// Scopes requested; empty means [all-apis].
 	Scopes []string
 	// HTTPClient sends the token requests; nil means http.DefaultClient.

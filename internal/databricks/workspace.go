@@ -102,7 +102,7 @@ func (m *ChatMessage) UnmarshalJSON(data []byte) error {
 
 // ChatRequest is a chat completion request for a serving endpoint.
 type ChatRequest struct {
-	Messages []ChatMessage `json:"messages"`
+	Messages []ChatMessage `json:"messages"` // the conversation, oldest first
 	// MaxTokens bounds the completion length; zero leaves it to the model.
 	MaxTokens int `json:"max_tokens,omitempty"`
 	// Temperature between 0 and 2; nil leaves it to the model.
@@ -117,26 +117,26 @@ type ChatRequest struct {
 
 // Usage counts the tokens of a request and its completion.
 type Usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens     int `json:"prompt_tokens"`     // tokens in the request
+	CompletionTokens int `json:"completion_tokens"` // tokens in the answer
+	TotalTokens      int `json:"total_tokens"`      // their sum
 }
 
 // ChatChoice is one completion.
 type ChatChoice struct {
-	Index        int         `json:"index"`
-	Message      ChatMessage `json:"message"`
-	FinishReason string      `json:"finish_reason"`
+	Index        int         `json:"index"`         // position among the choices
+	Message      ChatMessage `json:"message"`       // the assistant message
+	FinishReason string      `json:"finish_reason"` // stop, length, ...
 }
 
 // ChatResponse is a chat completion.
 type ChatResponse struct {
-	ID      string       `json:"id"`
-	Object  string       `json:"object"`
-	Created int64        `json:"created"`
-	Model   string       `json:"model"`
-	Choices []ChatChoice `json:"choices"`
-	Usage   *Usage       `json:"usage,omitempty"`
+	ID      string       `json:"id"`              // completion id
+	Object  string       `json:"object"`          // "chat.completion"
+	Created int64        `json:"created"`         // Unix seconds
+	Model   string       `json:"model"`           // model that answered
+	Choices []ChatChoice `json:"choices"`         // one per requested choice
+	Usage   *Usage       `json:"usage,omitempty"` // token counts
 	// ServedModel is the served-model-name response header.
 	ServedModel string `json:"-"`
 }
@@ -151,25 +151,25 @@ func (r *ChatResponse) Text() string {
 
 // ChatDelta is the increment a streamed chunk adds to a choice.
 type ChatDelta struct {
-	Role    string `json:"role,omitempty"`
-	Content string `json:"content,omitempty"`
+	Role    string `json:"role,omitempty"`    // set on the first chunk
+	Content string `json:"content,omitempty"` // text to append
 }
 
 // ChatChunkChoice is one choice's increment in a streamed chunk.
 type ChatChunkChoice struct {
-	Index        int       `json:"index"`
-	Delta        ChatDelta `json:"delta"`
-	FinishReason string    `json:"finish_reason,omitempty"`
+	Index        int       `json:"index"`                   // position among the choices
+	Delta        ChatDelta `json:"delta"`                   // what this chunk adds
+	FinishReason string    `json:"finish_reason,omitempty"` // set on the last chunk
 }
 
 // ChatChunk is one server-sent event of a streamed chat completion.
 type ChatChunk struct {
-	ID      string            `json:"id"`
-	Object  string            `json:"object"`
-	Created int64             `json:"created"`
-	Model   string            `json:"model"`
-	Choices []ChatChunkChoice `json:"choices"`
-	Usage   *Usage            `json:"usage,omitempty"`
+	ID      string            `json:"id"`              // completion id, the same on every chunk
+	Object  string            `json:"object"`          // "chat.completion.chunk"
+	Created int64             `json:"created"`         // Unix seconds
+	Model   string            `json:"model"`           // model that answers
+	Choices []ChatChunkChoice `json:"choices"`         // increments per choice
+	Usage   *Usage            `json:"usage,omitempty"` // token counts, usually on the last chunk
 	// ServedModel is the served-model-name response header.
 	ServedModel string `json:"-"`
 }
@@ -259,27 +259,27 @@ const (
 
 // ServedEntity is a model served by an endpoint.
 type ServedEntity struct {
-	Name          string `json:"name"`
-	EntityName    string `json:"entity_name,omitempty"`
-	EntityVersion string `json:"entity_version,omitempty"`
+	Name          string `json:"name"`                     // served entity name
+	EntityName    string `json:"entity_name,omitempty"`    // registered model or foundation model
+	EntityVersion string `json:"entity_version,omitempty"` // model version
 }
 
 // EndpointConfig is a serving endpoint's current configuration.
 type EndpointConfig struct {
-	ServedEntities []ServedEntity `json:"served_entities,omitempty"`
+	ServedEntities []ServedEntity `json:"served_entities,omitempty"` // what the endpoint serves
 }
 
 // ServingEndpoint describes a serving endpoint.
 type ServingEndpoint struct {
-	Name                 string          `json:"name"`
-	ID                   string          `json:"id,omitempty"`
-	Creator              string          `json:"creator,omitempty"`
-	CreationTimestamp    int64           `json:"creation_timestamp,omitempty"`
-	LastUpdatedTimestamp int64           `json:"last_updated_timestamp,omitempty"`
-	State                EndpointState   `json:"state"`
-	Config               *EndpointConfig `json:"config,omitempty"`
-	Task                 string          `json:"task,omitempty"`
-	PermissionLevel      string          `json:"permission_level,omitempty"`
+	Name                 string          `json:"name"`                             // endpoint name
+	ID                   string          `json:"id,omitempty"`                     // endpoint id
+	Creator              string          `json:"creator,omitempty"`                // user who created it
+	CreationTimestamp    int64           `json:"creation_timestamp,omitempty"`     // Unix milliseconds
+	LastUpdatedTimestamp int64           `json:"last_updated_timestamp,omitempty"` // Unix milliseconds
+	State                EndpointState   `json:"state"`                            // readiness
+	Config               *EndpointConfig `json:"config,omitempty"`                 // current configuration
+	Task                 string          `json:"task,omitempty"`                   // e.g. llm/v1/chat
+	PermissionLevel      string          `json:"permission_level,omitempty"`       // the caller's permission, e.g. CAN_QUERY
 }
 
 // IsReady reports whether the endpoint can serve requests.
@@ -300,25 +300,25 @@ func (c *WorkspaceClient) ServingEndpoint(ctx context.Context, name string) (*Se
 
 // PersonName is a SCIM user's structured name.
 type PersonName struct {
-	GivenName  string `json:"givenName,omitempty"`
-	FamilyName string `json:"familyName,omitempty"`
+	GivenName  string `json:"givenName,omitempty"`  // first name
+	FamilyName string `json:"familyName,omitempty"` // last name
 }
 
 // Email is one SCIM email address.
 type Email struct {
-	Value   string `json:"value"`
-	Type    string `json:"type,omitempty"`
-	Primary bool   `json:"primary,omitempty"`
+	Value   string `json:"value"`             // the address
+	Type    string `json:"type,omitempty"`    // e.g. work
+	Primary bool   `json:"primary,omitempty"` // whether it is the primary address
 }
 
 // User is the SCIM representation of the calling principal.
 type User struct {
-	ID          string     `json:"id"`
-	UserName    string     `json:"userName"`
-	DisplayName string     `json:"displayName,omitempty"`
-	Name        PersonName `json:"name,omitzero"`
-	Emails      []Email    `json:"emails,omitempty"`
-	Active      bool       `json:"active"`
+	ID          string     `json:"id"`                    // SCIM id
+	UserName    string     `json:"userName"`              // login name, an email for users, the application id for service principals
+	DisplayName string     `json:"displayName,omitempty"` // human-readable name
+	Name        PersonName `json:"name,omitzero"`         // structured name
+	Emails      []Email    `json:"emails,omitempty"`      // email addresses
+	Active      bool       `json:"active"`                // whether the principal is active
 }
 
 // PrimaryEmail returns the primary email, else the first one, else the user name.

@@ -287,6 +287,29 @@ func TestRefreshTokenRotationRevokesTheFamilyOnReuse(t *testing.T) {
 	}
 }
 
+func TestNarrowedRefreshKeepsTheSessionScopes(t *testing.T) {
+	h := newHarness(t, emulator.Options{})
+	rt := str(h.tokens(t, h.rotate, "alice@example.com", nil)["refresh_token"])
+	steps := []struct {
+		scope, wantScope string
+	}{
+		{"openid", "openid"},
+		{"", allScopes},
+		{"all-apis offline_access", "all-apis offline_access"},
+	}
+	for _, step := range steps {
+		f := refreshForm(h.rotate, rt)
+		if step.scope != "" {
+			f.Set("scope", step.scope)
+		}
+		status, body := h.token(t, f, nil)
+		if status != 200 || str(body["scope"]) != step.wantScope || str(body["refresh_token"]) == "" {
+			t.Fatalf("refresh with scope %q: %d %v", step.scope, status, body)
+		}
+		rt = str(body["refresh_token"])
+	}
+}
+
 func TestRefreshWithoutRotationKeepsTheTokenUsable(t *testing.T) {
 	h := newHarness(t, emulator.Options{})
 	rt := str(h.tokens(t, h.steady, "alice@example.com", nil)["refresh_token"])

@@ -19,10 +19,10 @@ import (
 // TokenAccessPolicy sets an integration's token lifetimes; zero fields take
 // the Databricks defaults.
 type TokenAccessPolicy struct {
-	AccessTokenTTLInMinutes          int  `json:"access_token_ttl_in_minutes,omitempty"`
-	RefreshTokenTTLInMinutes         int  `json:"refresh_token_ttl_in_minutes,omitempty"`
-	EnableSingleUseRefreshTokens     bool `json:"enable_single_use_refresh_tokens,omitempty"`
-	AbsoluteSessionLifetimeInMinutes int  `json:"absolute_session_lifetime_in_minutes,omitempty"`
+	AccessTokenTTLInMinutes          int  `json:"access_token_ttl_in_minutes,omitempty"`          // 5 to 1440; zero means 60
+	RefreshTokenTTLInMinutes         int  `json:"refresh_token_ttl_in_minutes,omitempty"`         // 5 to 129600; zero means 10080 (7 days)
+	EnableSingleUseRefreshTokens     bool `json:"enable_single_use_refresh_tokens,omitempty"`     // rotate refresh tokens, revoking the family on reuse
+	AbsoluteSessionLifetimeInMinutes int  `json:"absolute_session_lifetime_in_minutes,omitempty"` // caps refreshes after login; zero means no cap
 }
 
 func (p TokenAccessPolicy) accessTTL() time.Duration {
@@ -54,16 +54,16 @@ func (p TokenAccessPolicy) validate() error {
 
 // Integration is an OAuth custom app integration.
 type Integration struct {
-	IntegrationID        string
-	ClientID             string
-	Name                 string
-	Confidential         bool
-	RedirectURLs         []string
-	Scopes               []string
-	UserAuthorizedScopes []string
-	TokenAccessPolicy    TokenAccessPolicy
-	CreateTime           time.Time
-	CreatorUsername      string
+	IntegrationID        string            // generated when empty
+	ClientID             string            // generated when empty
+	Name                 string            // required
+	Confidential         bool              // gets a client secret
+	RedirectURLs         []string          // matched exactly at authorize
+	Scopes               []string          // the scopes logins may ask for
+	UserAuthorizedScopes []string          // a subset of Scopes
+	TokenAccessPolicy    TokenAccessPolicy // token lifetimes and rotation
+	CreateTime           time.Time         // set at creation when zero
+	CreatorUsername      string            // the creating principal
 }
 
 func (in Integration) clone() Integration {

@@ -205,7 +205,7 @@ func (e *Emulator) exchangeCode(r *http.Request, form url.Values, creds clientCr
 		family.sessionEnd = ac.authTime.Add(time.Duration(m) * time.Minute)
 	}
 	ac.family = family
-	issued := e.issueUserTokens(family, ac.scopes, policy, now, true)
+	issued := e.issueUserTokens(family, ac.scopes, policy, now, ac.scopes)
 	e.mu.Unlock()
 	return e.finishUserTokens(r, issued, ac.nonce)
 }
@@ -254,15 +254,14 @@ func (e *Emulator) exchangeRefresh(r *http.Request, form url.Values, creds clien
 		scopes = dedupe(requested)
 	}
 	policy := client.TokenAccessPolicy
-	rotate := policy.EnableSingleUseRefreshTokens
-	if rotate {
+	var replacementScopes []string // nil: the refresh token stays valid, none is issued
+	if policy.EnableSingleUseRefreshTokens {
 		rt.used = true
+		// The replacement keeps the scopes of the token it replaces, even
+		// when this refresh narrowed the access token's scopes.
+		replacementScopes = rt.scopes
 	}
-	issued := e.issueUserTokens(rt.family, scopes, policy, now, rotate)
-	if rotate {
-		// The new refresh token keeps the scopes of the one it replaces.
-		e.tokens.refresh[issued.refresh].scopes = rt.scopes
-	}
+	issued := e.issueUserTokens(rt.family, scopes, policy, now, replacementScopes)
 	e.mu.Unlock()
 	// Refreshed ID tokens carry no nonce (OpenID Connect Core 12.2).
 	return e.finishUserTokens(r, issued, "")
@@ -280,9 +279,9 @@ type issuedTokens struct {
 	now      time.Time
 }
 
-// issueUserTokens stores an access token (and a refresh token when
-// offline_access is granted and newRefresh is set). Callers hold e.mu.
-func (e *Emulator) issueUserTokens(family *tokenFamily, scopes []string, policy TokenAccessPolicy, now time.Time, newRefresh bool) issuedTokens {
+// issueUserTokens stores an access token with scopes, and a refresh token
+// with refreshScopes when those include offline_access. Callers hold e.mu.
+func (e *Emulator) issueUserTokens(family *tokenFamily, scopes []string, policy TokenAccessPolicy, now time.Time, refreshScopes []string) issuedTokens {
 	out := issuedTokens{
 		access:   e.newOpaqueToken(),
 		scopes:   slices.Clone(scopes),
@@ -308,13 +307,13 @@ func (e *Emulator) issueUserTokens(family *tokenFamily, scopes []string, policy 
 	}
 	family.extend(expiry)
 	e.tokens.noteIssued(now)
-	if newRefresh && slices.Contains(scopes, ScopeOfflineAccess) {
+	if slices.Contains(refreshScopes, ScopeOfflineAccess) {
 		out.refresh = e.newOpaqueToken()
 		rexp := now.Add(policy.refreshTTL())
 		if !family.sessionEnd.IsZero() && family.sessionEnd.Before(rexp) {
 			rexp = family.sessionEnd
 		}
-		e.tokens.refresh[out.refresh] = &refreshToken{family: family, scopes: out.scopes, expiresAt: rexp}
+		e.tokens.refresh[out.refresh] = &refreshToken{family: family, scopes: slices.Clone(refreshScopes), expiresAt: rexp}
 		family.extend(rexp)
 		e.tokens.noteIssued(now)
 	}
