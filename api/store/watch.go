@@ -33,9 +33,10 @@ const (
 // Event is one change seen by a Watcher.
 type Event struct {
 	Type EventType
-	// Object is the object after the change, without status. For Deleted it
-	// is the last state the watcher saw, with the resourceVersion of the
-	// deletion. Nil for Synced.
+	// Object is the object after the change, without status. For a deletion
+	// it is the last state the watcher saw, with the resourceVersion of the
+	// deletion; for an object that left the selection, its new state. Nil
+	// for Synced.
 	Object *v1alpha1.ServingApp
 }
 
@@ -78,8 +79,9 @@ func (w *Watcher) Err() error {
 // the last revision it delivered, so no change is lost. The spec bucket
 // keeps Options.SpecHistory revisions per object; an object that changed
 // more often than that while the watcher lagged (or was disconnected) is
-// delivered at its newest revision only, never skipped. The watcher keeps
-// the last state of every selected object, to fill Deleted events.
+// delivered from the oldest revision still kept, so its final state always
+// arrives. The watcher keeps the last state of every selected object, to
+// fill Deleted events.
 func (s *Store) Watch(ctx context.Context, opts ListOptions) (*Watcher, error) {
 	filter, sel, err := opts.filter()
 	if err != nil {
