@@ -67,8 +67,10 @@ func (r *echoRunner) count() int {
 
 type nopRecorder struct{ events []string }
 
-func (n *nopRecorder) Event(_ context.Context, reason, _ string)   { n.events = append(n.events, reason) }
-func (n *nopRecorder) Warning(_ context.Context, reason, _ string) { n.events = append(n.events, reason) }
+func (n *nopRecorder) Event(_ context.Context, reason, _ string) { n.events = append(n.events, reason) }
+func (n *nopRecorder) Warning(_ context.Context, reason, _ string) {
+	n.events = append(n.events, reason)
+}
 
 func testModel(replicas int32, greeting string, allow ...string) *model.App {
 	m := &model.App{
