@@ -103,6 +103,11 @@ type Config struct {
 	AppNATSURL string
 	// TrustedProxies are the CIDRs whose X-Forwarded-* headers the web apps believe.
 	TrustedProxies []string
+	// HostOverrideSuffix, when set, serves every app at
+	// <name>.<namespace>.<suffix> whatever spec.route.host says. Dev mode sets
+	// "localhost": browsers resolve *.localhost to this machine, while the
+	// specs' real hosts point at an ALB.
+	HostOverrideSuffix string
 	// DatabricksHostOverride, when set, replaces every spec.databricks.host (dev mode emulator).
 	DatabricksHostOverride string
 	// ExtraTags are added to every resource.
@@ -132,6 +137,9 @@ func Build(app *v1.ServingApp, cfg Config) (*App, error) {
 	}
 	if m.Image == "" {
 		return nil, fmt.Errorf("%w: spec.image is empty and the controller has no defaultImage", ErrInvalid)
+	}
+	if cfg.HostOverrideSuffix != "" {
+		m.Host = ref.Name + "." + ref.Namespace + "." + cfg.HostOverrideSuffix
 	}
 	if m.Host == "" {
 		if cfg.AppDomain == "" {
