@@ -314,3 +314,32 @@ func (p *Platform) Shutdown(ctx context.Context) {
 		}
 	}
 }
+
+// DescribeSecret implements oauth.SecretStore; in dev mode a secret's
+// reference is its name.
+func (p *Platform) DescribeSecret(_ context.Context, name string) (string, map[string]string, bool, error) {
+	tags, err := p.Secrets.Tags(name)
+	if errors.Is(err, ErrSecretNotFound) {
+		return "", nil, false, nil
+	}
+	if err != nil {
+		return "", nil, false, err
+	}
+	return name, tags, true, nil
+}
+
+// PutSecret implements oauth.SecretStore.
+func (p *Platform) PutSecret(_ context.Context, app *model.App, name string, value []byte, tags map[string]string) (string, error) {
+	p.Secrets.Put(name, value, app.Ref.String())
+	return name, p.Secrets.SetTags(name, tags)
+}
+
+// TagSecret implements oauth.SecretStore.
+func (p *Platform) TagSecret(_ context.Context, ref string, tags map[string]string) error {
+	return p.Secrets.SetTags(ref, tags)
+}
+
+// GetSecret returns a secret's value by reference.
+func (p *Platform) GetSecret(_ context.Context, ref string) ([]byte, error) {
+	return p.Secrets.Get(ref)
+}

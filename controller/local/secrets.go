@@ -3,6 +3,7 @@ package local
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 )
@@ -23,6 +24,7 @@ type Secrets struct {
 type secret struct {
 	value []byte
 	owner string
+	tags  map[string]string
 }
 
 // Create stores a new secret owned by owner ("" for secrets put in by hand).
@@ -105,4 +107,31 @@ func (s *Secrets) Owned(owner string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Tags returns a copy of a secret's tags.
+func (s *Secrets) Tags(name string) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[name]
+	if !ok {
+		return nil, fmt.Errorf("secret %s: %w", name, ErrSecretNotFound)
+	}
+	return maps.Clone(e.tags), nil
+}
+
+// SetTags adds or replaces tags of a secret.
+func (s *Secrets) SetTags(name string, tags map[string]string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e, ok := s.entries[name]
+	if !ok {
+		return fmt.Errorf("secret %s: %w", name, ErrSecretNotFound)
+	}
+	if e.tags == nil {
+		e.tags = map[string]string{}
+	}
+	maps.Copy(e.tags, tags)
+	s.entries[name] = e
+	return nil
 }

@@ -371,11 +371,12 @@ func (e *Emulator) handleGetIntegration(w http.ResponseWriter, r *http.Request) 
 	e.mu.Lock()
 	rec, found := e.integrations[id]
 	var out integrationJSON
-	if found && rec.current != nil {
+	exists := found && rec.current != nil
+	if exists {
 		out = toJSON(rec.current, true)
 	}
 	e.mu.Unlock()
-	if !found || rec.current == nil {
+	if !exists {
 		integrationNotFound(w, id)
 		return
 	}

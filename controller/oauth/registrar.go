@@ -1,0 +1,387 @@
+// Package oauth registers ServingApps as OAuth clients of Databricks: one
+// confidential custom app integration per app (managed), or our redirect URL
+// added to an integration an admin made (existing). The controller runs it as
+// the reconcile step behind the OAuthRegistered condition, on AWS and in dev
+// mode alike, through the same account API client.
+package oauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/servingapp/servingapp/api/appenv"
+	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+	"github.com/servingapp/servingapp/controller/model"
+	"github.com/servingapp/servingapp/internal/clock"
+	"github.com/servingapp/servingapp/internal/databricks"
+)
+
+// Tags on the managed client secret. They hold no secret: they say which
+// integration the stored secret belongs to, so a lost secret is detectable.
+const (
+	TagIntegrationID = "servingapp.io/oauth-integration-id"
+	TagClientID      = "servingapp.io/oauth-client-id"
+	TagUpdatedAt     = "servingapp.io/oauth-updated-at"
+)
+
+// PropagationWindow is how long Databricks can take to apply integration
+// changes to logins.
+const PropagationWindow = 30 * time.Minute
+
+// AccountAPI is the part of the Databricks account API the registrar uses
+// (databricks.AccountClient).
+type AccountAPI interface {
+	CreateCustomAppIntegration(ctx context.Context, req databricks.CreateCustomAppIntegrationRequest) (*databricks.CreateCustomAppIntegrationResponse, error)
+	GetCustomAppIntegration(ctx context.Context, id string) (*databricks.CustomAppIntegration, error)
+	ListAllCustomAppIntegrations(ctx context.Context, pageSize int) ([]databricks.CustomAppIntegration, error)
+	UpdateCustomAppIntegration(ctx context.Context, id string, req databricks.UpdateCustomAppIntegrationRequest) error
+	DeleteCustomAppIntegration(ctx context.Context, id string) error
+}
+
+// SecretStore keeps the managed client secrets (Secrets Manager on AWS, memory in dev mode).
+type SecretStore interface {
+	// DescribeSecret finds the secret named name: its reference (ARN or name,
+	// what task definitions use) and tags; ok is false when it does not exist.
+	DescribeSecret(ctx context.Context, name string) (ref string, tags map[string]string, ok bool, err error)
+	// PutSecret creates the secret, tagged with app.Tags and tags, or replaces
+	// its value and tags; it returns the reference.
+	PutSecret(ctx context.Context, app *model.App, name string, value []byte, tags map[string]string) (ref string, err error)
+	// TagSecret adds or replaces tags of the secret ref.
+	TagSecret(ctx context.Context, ref string, tags map[string]string) error
+}
+
+// Registrar implements controller.Registrar.
+type Registrar struct {
+	Account AccountAPI
+	Secrets SecretStore
+	Clock   clock.Clock
+	// ControllerID makes integration names unique per installation.
+	ControllerID string
+	// SecretPrefix starts the managed client secret's name (default "servingapp/").
+	SecretPrefix string
+	// TokenPolicy of managed integrations; nil leaves Databricks' defaults.
+	TokenPolicy *databricks.TokenAccessPolicy
+	// Sleep waits between verification retries of a shared integration.
+	Sleep func(context.Context, time.Duration) error
+
+	mu       sync.Mutex
+	existing map[string]time.Time   // app → when we last changed a shared integration (not persisted)
+	locks    map[string]*sync.Mutex // integration id → serializes our own read-merge-writes
+}
+
+// lock serializes this controller's edits of one shared integration: PATCH
+// replaces whole lists, so two of our workers merging at once would drop one
+// URL. Writers outside this controller are caught by the verify loop and,
+// failing that, by the next resync.
+func (r *Registrar) lock(id string) func() {
+	r.mu.Lock()
+	if r.locks == nil {
+		r.locks = map[string]*sync.Mutex{}
+	}
+	l, ok := r.locks[id]
+	if !ok {
+		l = &sync.Mutex{}
+		r.locks[id] = l
+	}
+	r.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// IntegrationName is the name of an app's managed integration.
+func (r *Registrar) IntegrationName(ref model.Ref) string {
+	return fmt.Sprintf("servingapp-%s-%s-%s", r.ControllerID, ref.Namespace, ref.Name)
+}
+
+// SecretName is the name of an app's managed client secret.
+func (r *Registrar) SecretName(ref model.Ref) string {
+	p := r.SecretPrefix
+	if p == "" {
+		p = "servingapp/"
+	}
+	return p + ref.Namespace + "/" + ref.Name + "/oauth-client-secret"
+}
+
+// Register implements controller.Registrar.
+func (r *Registrar) Register(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
+	var (
+		cond v1.Condition
+		err  error
+	)
+	switch app.OAuth.Mode {
+	case v1.IntegrationExisting:
+		cond, err = r.registerExisting(ctx, app, rec)
+	default:
+		cond, err = r.registerManaged(ctx, app, rec)
+	}
+	if err != nil {
+		reason := "RegistrationFailed"
+		var term *model.TerminalError
+		if errors.As(err, &term) {
+			reason = term.Reason
+		}
+		return v1.Condition{Status: v1.ConditionFalse, Reason: reason, Message: err.Error()}, err
+	}
+	return cond, nil
+}
+
+func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
+	name := r.IntegrationName(app.Ref)
+	all, err := r.Account.ListAllCustomAppIntegrations(ctx, 100)
+	if err != nil {
+		return v1.Condition{}, classify("list OAuth integrations", err)
+	}
+	var ours []databricks.CustomAppIntegration
+	for _, in := range all {
+		if in.Name == name {
+			ours = append(ours, in)
+		}
+	}
+	secretName := r.SecretName(app.Ref)
+	ref, tags, haveSecret, err := r.Secrets.DescribeSecret(ctx, secretName)
+	if err != nil {
+		return v1.Condition{}, fmt.Errorf("read client secret %s: %w", secretName, err)
+	}
+	var current *databricks.CustomAppIntegration
+	for i := range ours {
+		if haveSecret && ours[i].IntegrationID == tags[TagIntegrationID] {
+			current = &ours[i]
+		}
+	}
+	// Integrations named ours without a stored secret are lost: a crash fell
+	// between create and store, and the secret can never be read again.
+	for _, in := range ours {
+		if current != nil && in.IntegrationID == current.IntegrationID {
+			continue
+		}
+		if err := r.Account.DeleteCustomAppIntegration(ctx, in.IntegrationID); err != nil && !databricks.IsNotFound(err) {
+			return v1.Condition{}, classify("delete OAuth integration with a lost secret", err)
+		}
+		rec.Warning(ctx, "OAuthIntegrationRecreated", fmt.Sprintf("integration %s had no stored client secret (a crash between create and store); deleted it to create a new one", in.IntegrationID))
+	}
+	now := r.Clock.Now()
+	if current == nil {
+		resp, err := r.Account.CreateCustomAppIntegration(ctx, databricks.CreateCustomAppIntegrationRequest{
+			Name:              name,
+			Confidential:      true,
+			RedirectURLs:      []string{app.OAuth.RedirectURL},
+			Scopes:            app.OAuth.Scopes,
+			TokenAccessPolicy: r.TokenPolicy,
+		})
+		if err != nil {
+			return v1.Condition{}, classify("create OAuth integration", err)
+		}
+		// Store the secret at once: Databricks never returns it again.
+		ref, err = r.Secrets.PutSecret(ctx, app, secretName, []byte(resp.ClientSecret), map[string]string{
+			TagIntegrationID: resp.IntegrationID, TagClientID: resp.ClientID, TagUpdatedAt: now.UTC().Format(time.RFC3339),
+		})
+		if err != nil {
+			return v1.Condition{}, fmt.Errorf("store client secret of integration %s: %w", resp.IntegrationID, err)
+		}
+		rec.Event(ctx, "OAuthIntegrationCreated", fmt.Sprintf("integration %s created for redirect URL %s", resp.IntegrationID, app.OAuth.RedirectURL))
+		tags = map[string]string{TagIntegrationID: resp.IntegrationID, TagClientID: resp.ClientID, TagUpdatedAt: now.UTC().Format(time.RFC3339)}
+		current = &databricks.CustomAppIntegration{IntegrationID: resp.IntegrationID, ClientID: resp.ClientID, RedirectURLs: []string{app.OAuth.RedirectURL}, Scopes: app.OAuth.Scopes}
+	}
+	if !slices.Equal(current.RedirectURLs, []string{app.OAuth.RedirectURL}) || !sameSet(current.Scopes, app.OAuth.Scopes) {
+		err := r.Account.UpdateCustomAppIntegration(ctx, current.IntegrationID, databricks.UpdateCustomAppIntegrationRequest{
+			RedirectURLs: []string{app.OAuth.RedirectURL}, Scopes: app.OAuth.Scopes,
+		})
+		if err != nil {
+			return v1.Condition{}, classify("update OAuth integration "+current.IntegrationID, err)
+		}
+		tags[TagUpdatedAt] = now.UTC().Format(time.RFC3339)
+		if err := r.Secrets.TagSecret(ctx, ref, map[string]string{TagUpdatedAt: tags[TagUpdatedAt]}); err != nil {
+			return v1.Condition{}, fmt.Errorf("record integration update: %w", err)
+		}
+		rec.Event(ctx, "OAuthIntegrationUpdated", fmt.Sprintf("integration %s now has redirect URL %s and scopes %s", current.IntegrationID, app.OAuth.RedirectURL, strings.Join(app.OAuth.Scopes, " ")))
+	}
+	app.OAuth.IntegrationID = current.IntegrationID
+	app.OAuth.ClientID = tags[TagClientID]
+	app.OAuth.ClientSecretRef = ref
+	app.Env[appenv.ClientID] = app.OAuth.ClientID
+	app.SecretEnv[appenv.ClientSecret] = ref
+	updated, _ := time.Parse(time.RFC3339, tags[TagUpdatedAt])
+	return registered(app, updated, now), nil
+}
+
+func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
+	id := app.OAuth.IntegrationID
+	defer r.lock(id)()
+	in, err := r.Account.GetCustomAppIntegration(ctx, id)
+	if databricks.IsNotFound(err) {
+		return v1.Condition{}, model.Terminal("OAuthIntegrationNotFound", fmt.Errorf("integration %s does not exist in the Databricks account: check spec.databricks.oauth.integrationId", id))
+	}
+	if err != nil {
+		return v1.Condition{}, classify("read OAuth integration "+id, err)
+	}
+	if missing := missingScopes(in.Scopes, app.OAuth.Scopes); len(missing) > 0 {
+		return v1.Condition{}, model.Terminal("ScopesNotAllowed", fmt.Errorf("integration %s does not allow scopes %s: ask its owner to add them, or drop them from spec.databricks.oauth.scopes", id, strings.Join(missing, " ")))
+	}
+	changed, in, err := r.editRedirects(ctx, id, in, func(urls []string) []string {
+		if slices.Contains(urls, app.OAuth.RedirectURL) {
+			return nil
+		}
+		return append(slices.Clone(urls), app.OAuth.RedirectURL)
+	}, func(urls []string) bool { return slices.Contains(urls, app.OAuth.RedirectURL) })
+	if err != nil {
+		return v1.Condition{}, err
+	}
+	now := r.Clock.Now()
+	r.mu.Lock()
+	if r.existing == nil {
+		r.existing = map[string]time.Time{}
+	}
+	if changed {
+		r.existing[app.Ref.String()] = now
+	}
+	updated := r.existing[app.Ref.String()]
+	r.mu.Unlock()
+	if changed {
+		rec.Event(ctx, "RedirectURLRegistered", fmt.Sprintf("redirect URL %s added to shared integration %s", app.OAuth.RedirectURL, id))
+	}
+	app.OAuth.ClientID = in.ClientID
+	app.Env[appenv.ClientID] = in.ClientID
+	return registered(app, updated, now), nil
+}
+
+// editRedirects reads, merges and writes an integration's redirect URLs, then
+// reads again to verify: PATCH replaces the whole list, so a concurrent writer
+// can drop our change, and we write again until it sticks.
+func (r *Registrar) editRedirects(ctx context.Context, id string, in *databricks.CustomAppIntegration, edit func([]string) []string, done func([]string) bool) (bool, *databricks.CustomAppIntegration, error) {
+	changed := false
+	for attempt := 0; attempt < 8; attempt++ {
+		next := edit(in.RedirectURLs)
+		if next == nil {
+			return changed, in, nil
+		}
+		if err := r.Account.UpdateCustomAppIntegration(ctx, id, databricks.UpdateCustomAppIntegrationRequest{RedirectURLs: next}); err != nil {
+			return changed, nil, classify("update redirect URLs of integration "+id, err)
+		}
+		changed = true
+		if err := r.sleep(ctx, time.Duration(attempt*attempt)*20*time.Millisecond); err != nil {
+			return changed, nil, err
+		}
+		got, err := r.Account.GetCustomAppIntegration(ctx, id)
+		if err != nil {
+			return changed, nil, classify("verify redirect URLs of integration "+id, err)
+		}
+		in = got
+		if done(in.RedirectURLs) {
+			return changed, in, nil
+		}
+	}
+	return changed, nil, fmt.Errorf("redirect URLs of integration %s keep being overwritten by a concurrent writer", id)
+}
+
+func (r *Registrar) sleep(ctx context.Context, d time.Duration) error {
+	if r.Sleep != nil {
+		return r.Sleep(ctx, d)
+	}
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// Unregister implements controller.Registrar: managed integrations are
+// deleted, and from a shared one only our redirect URL is removed. With
+// retain nothing changes in Databricks.
+func (r *Registrar) Unregister(ctx context.Context, app *model.App, retain bool, rec model.Recorder) error {
+	if retain {
+		return nil
+	}
+	if app.OAuth.Mode == v1.IntegrationExisting {
+		id := app.OAuth.IntegrationID
+		defer r.lock(id)()
+		in, err := r.Account.GetCustomAppIntegration(ctx, id)
+		if databricks.IsNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return classify("read OAuth integration "+id, err)
+		}
+		redirect := app.OAuth.RedirectURL
+		if redirect == "" {
+			return nil // no model could be built; nothing of ours can be named
+		}
+		changed, _, err := r.editRedirects(ctx, id, in, func(urls []string) []string {
+			if !slices.Contains(urls, redirect) {
+				return nil
+			}
+			return slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return u == redirect })
+		}, func(urls []string) bool { return !slices.Contains(urls, redirect) })
+		if err != nil {
+			return err
+		}
+		if changed {
+			rec.Event(ctx, "RedirectURLUnregistered", fmt.Sprintf("redirect URL %s removed from shared integration %s", redirect, id))
+		}
+		r.mu.Lock()
+		delete(r.existing, app.Ref.String())
+		r.mu.Unlock()
+		return nil
+	}
+	all, err := r.Account.ListAllCustomAppIntegrations(ctx, 100)
+	if err != nil {
+		return classify("list OAuth integrations", err)
+	}
+	for _, in := range all {
+		if in.Name != r.IntegrationName(app.Ref) {
+			continue
+		}
+		if err := r.Account.DeleteCustomAppIntegration(ctx, in.IntegrationID); err != nil && !databricks.IsNotFound(err) {
+			return classify("delete OAuth integration "+in.IntegrationID, err)
+		}
+		rec.Event(ctx, "OAuthIntegrationDeleted", "integration "+in.IntegrationID+" deleted")
+	}
+	return nil
+}
+
+func registered(app *model.App, updated, now time.Time) v1.Condition {
+	if !updated.IsZero() && now.Before(updated.Add(PropagationWindow)) {
+		return v1.Condition{Status: v1.ConditionTrue, Reason: "RegisteredPropagating", Message: fmt.Sprintf(
+			"Redirect URL %s registered at %s; Databricks can take up to 30 minutes to apply integration changes to logins, so logins may fail until %s.",
+			app.OAuth.RedirectURL, updated.UTC().Format(time.RFC3339), updated.Add(PropagationWindow).UTC().Format(time.RFC3339))}
+	}
+	return v1.Condition{Status: v1.ConditionTrue, Reason: "Registered", Message: "Redirect URL " + app.OAuth.RedirectURL + " is registered."}
+}
+
+// classify marks Databricks errors that retrying will not fix as terminal.
+func classify(what string, err error) error {
+	switch {
+	case databricks.IsPermissionDenied(err):
+		return model.Terminal("AccessDenied", fmt.Errorf("%s: %w: the account service principal needs account admin rights", what, err))
+	case databricks.IsUnauthenticated(err):
+		return model.Terminal("Unauthenticated", fmt.Errorf("%s: %w: check the account service principal's credentials", what, err))
+	case databricks.IsBadRequest(err):
+		return model.Terminal("InvalidParameter", fmt.Errorf("%s: %w", what, err))
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+func sameSet(a, b []string) bool {
+	return len(missingScopes(a, b)) == 0 && len(missingScopes(b, a)) == 0
+}
+
+// missingScopes returns the scopes of want that have does not list.
+func missingScopes(have, want []string) []string {
+	var out []string
+	for _, s := range want {
+		if !slices.Contains(have, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,228 @@
+package oauth_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/servingapp/servingapp/api/appenv"
+	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+	"github.com/servingapp/servingapp/controller/local"
+	"github.com/servingapp/servingapp/controller/model"
+	"github.com/servingapp/servingapp/controller/oauth"
+	"github.com/servingapp/servingapp/internal/clock"
+	"github.com/servingapp/servingapp/internal/databricks"
+	"github.com/servingapp/servingapp/internal/databricks/emulator"
+)
+
+type recorder struct {
+	mu      sync.Mutex
+	reasons []string
+}
+
+func (r *recorder) Event(_ context.Context, reason, _ string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reasons = append(r.reasons, reason)
+}
+func (r *recorder) Warning(ctx context.Context, reason, m string) { r.Event(ctx, reason, m) }
+
+type fixture struct {
+	em      *emulator.Server
+	account *databricks.AccountClient
+	plat    *local.Platform
+	clock   *clock.Manual
+	reg     *oauth.Registrar
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	em, err := emulator.Start(emulator.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = em.Close() })
+	account, err := databricks.NewAccountClient(databricks.AccountConfig{
+		Host: em.URL, AccountID: emulator.DefaultAccountID,
+		ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plat := &local.Platform{Gateway: &local.Gateway{}, Secrets: &local.Secrets{}}
+	clk := clock.NewManual(time.Now())
+	return &fixture{em: em, account: account, plat: plat, clock: clk, reg: &oauth.Registrar{
+		Account: account, Secrets: plat, Clock: clk, ControllerID: "test",
+		Sleep: func(context.Context, time.Duration) error { return nil },
+	}}
+}
+
+func testApp(name string, mode v1.IntegrationMode, integrationID string) *model.App {
+	ref := model.Ref{Namespace: "team", Name: name, UID: "uid-" + name}
+	return &model.App{
+		Ref: ref,
+		OAuth: model.OAuth{Mode: mode, IntegrationID: integrationID,
+			RedirectURL: "https://" + name + ".apps.example.com/oauth/callback",
+			Scopes:      []string{"openid", "email", "profile", "offline_access", "all-apis"}},
+		Env: map[string]string{}, SecretEnv: map[string]string{},
+		Tags:      map[string]string{model.TagApp: ref.String()},
+		Allowlist: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")},
+	}
+}
+
+func TestManagedRegistrationCreatesOnceAndStoresSecret(t *testing.T) {
+	f := newFixture(t)
+	rec := &recorder{}
+	app := testApp("web", v1.IntegrationManaged, "")
+	cond, err := f.reg.Register(context.Background(), app, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cond.Status != v1.ConditionTrue || cond.Reason != "RegisteredPropagating" || !strings.Contains(cond.Message, "30 minutes") {
+		t.Fatalf("condition %+v", cond)
+	}
+	in, ok := f.em.Integration(app.OAuth.IntegrationID)
+	if !ok || !in.Confidential || !slices.Equal(in.RedirectURLs, []string{app.OAuth.RedirectURL}) || in.Name != "servingapp-test-team-web" {
+		t.Fatalf("integration %+v", in)
+	}
+	secret, err := f.plat.GetSecret(context.Background(), app.SecretEnv[appenv.ClientSecret])
+	if err != nil || len(secret) == 0 {
+		t.Fatalf("client secret not stored: %v", err)
+	}
+	if app.Env[appenv.ClientID] != in.ClientID {
+		t.Fatalf("client id env %q, want %q", app.Env[appenv.ClientID], in.ClientID)
+	}
+	// Steady state: no change, and after the propagation window plain Registered.
+	f.clock.Advance(31 * time.Minute)
+	again := testApp("web", v1.IntegrationManaged, "")
+	cond, err = f.reg.Register(context.Background(), again, rec)
+	if err != nil || cond.Reason != "Registered" || again.OAuth.IntegrationID != app.OAuth.IntegrationID {
+		t.Fatalf("second register: %v %+v %s", err, cond, again.OAuth.IntegrationID)
+	}
+	if n := len(f.em.Integrations()); n != 1 {
+		t.Fatalf("%d integrations, want 1", n)
+	}
+	if got := strings.Join(rec.reasons, ","); got != "OAuthIntegrationCreated" {
+		t.Fatalf("events %s", got)
+	}
+	// A changed host updates the redirect URL in place.
+	moved := testApp("web", v1.IntegrationManaged, "")
+	moved.OAuth.RedirectURL = "https://web2.apps.example.com/oauth/callback"
+	if _, err := f.reg.Register(context.Background(), moved, rec); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := f.em.Integration(app.OAuth.IntegrationID); !slices.Equal(in.RedirectURLs, []string{moved.OAuth.RedirectURL}) {
+		t.Fatalf("redirect not updated: %v", in.RedirectURLs)
+	}
+}
+
+// TestCrashBetweenCreateAndStoreRecreates: an integration with our name but no
+// stored secret is unusable (the secret is never returned again): the next
+// reconcile deletes it and creates a new one, with an event.
+func TestCrashBetweenCreateAndStoreRecreates(t *testing.T) {
+	f := newFixture(t)
+	lost, err := f.account.CreateCustomAppIntegration(context.Background(), databricks.CreateCustomAppIntegrationRequest{
+		Name: "servingapp-test-team-web", Confidential: true, RedirectURLs: []string{"https://web.apps.example.com/oauth/callback"}, Scopes: []string{"openid"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	app := testApp("web", v1.IntegrationManaged, "")
+	if _, err := f.reg.Register(context.Background(), app, rec); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := f.em.Integration(lost.IntegrationID); ok {
+		t.Fatal("integration with the lost secret still exists")
+	}
+	if app.OAuth.IntegrationID == lost.IntegrationID || len(f.em.Integrations()) != 1 {
+		t.Fatalf("not recreated: %s, %d integrations", app.OAuth.IntegrationID, len(f.em.Integrations()))
+	}
+	if !slices.Contains(rec.reasons, "OAuthIntegrationRecreated") {
+		t.Fatalf("events %v", rec.reasons)
+	}
+}
+
+func TestExistingIntegrationConcurrentRegistrationKeepsBoth(t *testing.T) {
+	f := newFixture(t)
+	shared, _, err := f.em.RegisterIntegration(emulator.Integration{
+		Name: "shared-by-admin", Confidential: true,
+		RedirectURLs: []string{"https://other.example.com/callback"},
+		Scopes:       []string{"openid", "email", "profile", "offline_access", "all-apis"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	apps := make([]*model.App, 6)
+	errs := make([]error, len(apps))
+	for i := range apps {
+		apps[i] = testApp(fmt.Sprintf("app%d", i), v1.IntegrationExisting, shared.IntegrationID)
+		wg.Go(func() { _, errs[i] = f.reg.Register(context.Background(), apps[i], &recorder{}) })
+	}
+	wg.Wait()
+	in, _ := f.em.Integration(shared.IntegrationID)
+	for i, a := range apps {
+		if errs[i] != nil {
+			t.Fatalf("app%d: %v", i, errs[i])
+		}
+		if !slices.Contains(in.RedirectURLs, a.OAuth.RedirectURL) {
+			t.Fatalf("%s missing from %v", a.OAuth.RedirectURL, in.RedirectURLs)
+		}
+		if a.Env[appenv.ClientID] != shared.ClientID {
+			t.Fatal("client id not taken from the shared integration")
+		}
+	}
+	if !slices.Contains(in.RedirectURLs, "https://other.example.com/callback") {
+		t.Fatal("someone else's redirect URL was lost")
+	}
+	// Unregister removes only ours.
+	for _, a := range apps[:3] {
+		if err := f.reg.Unregister(context.Background(), a, false, &recorder{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, _ = f.em.Integration(shared.IntegrationID)
+	if len(in.RedirectURLs) != 4 || slices.Contains(in.RedirectURLs, apps[0].OAuth.RedirectURL) {
+		t.Fatalf("after unregister: %v", in.RedirectURLs)
+	}
+}
+
+func TestUnregisterAndRetain(t *testing.T) {
+	f := newFixture(t)
+	app := testApp("web", v1.IntegrationManaged, "")
+	if _, err := f.reg.Register(context.Background(), app, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.reg.Unregister(context.Background(), app, true, &recorder{}); err != nil || len(f.em.Integrations()) != 1 {
+		t.Fatalf("retain deleted the integration: %v", err)
+	}
+	if err := f.reg.Unregister(context.Background(), app, false, &recorder{}); err != nil || len(f.em.Integrations()) != 0 {
+		t.Fatalf("delete left the integration: %v", err)
+	}
+}
+
+func TestExistingErrorsAreTerminal(t *testing.T) {
+	f := newFixture(t)
+	narrow, _, _ := f.em.RegisterIntegration(emulator.Integration{Name: "narrow", Confidential: true, Scopes: []string{"openid"}})
+	cases := []struct {
+		name, id, reason string
+	}{
+		{"missing integration", "does-not-exist", "OAuthIntegrationNotFound"},
+		{"scopes not allowed", narrow.IntegrationID, "ScopesNotAllowed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cond, err := f.reg.Register(context.Background(), testApp("web", v1.IntegrationExisting, tc.id), &recorder{})
+			var term *model.TerminalError
+			if err == nil || cond.Reason != tc.reason || !errorsAs(err, &term) {
+				t.Fatalf("err %v cond %+v", err, cond)
+			}
+		})
+	}
+}
