@@ -55,9 +55,11 @@ func TestECSCreateServiceIdempotency(t *testing.T) {
 			wantCode: "InvalidParameterException",
 		},
 		{
-			name:     "clientToken longer than 36 characters",
-			first:    func(f fixture) *ecs.CreateServiceInput { return f.serviceInput("web", 2) },
-			second:   func(f fixture) *ecs.CreateServiceInput { return withToken(f.serviceInput("x", 2), strings.Repeat("t", 37)) },
+			name:  "clientToken longer than 36 characters",
+			first: func(f fixture) *ecs.CreateServiceInput { return f.serviceInput("web", 2) },
+			second: func(f fixture) *ecs.CreateServiceInput {
+				return withToken(f.serviceInput("x", 2), strings.Repeat("t", 37))
+			},
 			wantCode: "InvalidParameterException",
 		},
 	}
@@ -402,7 +404,9 @@ func TestECSRolloutKeepsMinimumHealthyPercent(t *testing.T) {
 
 func TestECSCircuitBreakerRollsBackAFailingDeployment(t *testing.T) {
 	srv, c := newTestServer(t, Options{})
-	srv.SetDeploymentFailer(func(d DeploymentInfo) bool { return slices.Contains(d.Images, "public.ecr.aws/servingapp/webapp:broken") })
+	srv.SetDeploymentFailer(func(d DeploymentInfo) bool {
+		return slices.Contains(d.Images, "public.ecr.aws/servingapp/webapp:broken")
+	})
 	f := newFixture(t, c, "cb")
 	must(c.ecs.CreateService(ctx(t), f.serviceInput("web", 2)))(t)
 	srv.Advance(time.Minute)

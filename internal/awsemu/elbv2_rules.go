@@ -81,6 +81,9 @@ func (e *elbEmulator) normalizeActions(actions []elbtypes.Action, lbArn string) 
 				}
 				a.ForwardConfig = &c
 			}
+			if len(a.ForwardConfig.TargetGroups) > elbTargetGroupsPerAction {
+				return nil, validationErr("A forward action can have at most %d target groups", elbTargetGroupsPerAction)
+			}
 			for _, tg := range actionTargetGroups([]elbtypes.Action{a}) {
 				if _, ok := e.tgs[tg]; !ok {
 					return nil, clientErr("TargetGroupNotFound", "One or more target groups not found")

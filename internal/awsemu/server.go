@@ -305,11 +305,10 @@ func (s *Server) proxyToKumo(w http.ResponseWriter, r *http.Request) {
 	proxy.ServeHTTP(w, r)
 }
 
-// recorder captures the status and AWS error code of a response.
+// recorder captures the status of a response.
 type recorder struct {
 	http.ResponseWriter
-	code      int
-	errorCode string
+	code int
 }
 
 func (r *recorder) WriteHeader(code int) {

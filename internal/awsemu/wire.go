@@ -403,9 +403,6 @@ const (
 // code in __type (and the X-Amzn-ErrorType header, as AWS does), AWS Query in
 // <ErrorResponse><Error><Code>.
 func writeError(w http.ResponseWriter, p protocol, e *apiError, requestID string) {
-	if rec, ok := w.(*recorder); ok {
-		rec.errorCode = e.Code
-	}
 	switch p {
 	case protoQuery:
 		w.Header().Set("Content-Type", "text/xml")
