@@ -38,3 +38,18 @@ const Port = 8080
 func Reserved(name string) bool {
 	return strings.HasPrefix(name, Prefix) || name == "PORT"
 }
+
+// Optional web app settings, with the defaults the web app applies when they
+// are unset. The controller may set them; people running the web app by hand
+// (dev mode, tests) set them directly.
+const (
+	SessionIdleTimeout  = Prefix + "SESSION_IDLE_TIMEOUT"   // Go duration, default 1h; a session unused this long ends
+	InsecureDevCookies  = Prefix + "INSECURE_DEV_COOKIES"   // "true" allows cookies over plain http (dev mode on loopback only)
+	SystemPrompt        = Prefix + "SYSTEM_PROMPT"          // system message of the summarizer form
+	MaxTokens           = Prefix + "MAX_TOKENS"             // max_tokens of the summarizer form, default 512
+	MaxRequestBytes     = Prefix + "MAX_REQUEST_BYTES"      // body limit of /api/invoke and the form, default 1048576
+	InvokeTimeout       = Prefix + "INVOKE_TIMEOUT"         // Go duration, default 120s
+	AuditOutboxDir      = Prefix + "AUDIT_OUTBOX_DIR"       // directory of the on-disk audit outbox
+	AuditOutboxMaxBytes = Prefix + "AUDIT_OUTBOX_MAX_BYTES" // outbox bound, default 67108864
+	LogLevel            = Prefix + "LOG_LEVEL"              // debug, info (default), warn or error
+)
