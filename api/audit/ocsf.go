@@ -159,7 +159,7 @@ type HTTPRequest struct {
 	URL        *URL   `json:"url,omitempty"`
 	UserAgent  string `json:"user_agent,omitempty"`
 	// Length is the request body size in bytes.
-	Length int64 `json:"length,omitempty"`
+	Length int64  `json:"length,omitempty"`
 	UID    string `json:"uid,omitempty"`
 }
 

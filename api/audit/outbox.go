@@ -41,7 +41,9 @@ type message struct {
 	data    []byte
 }
 
-func (m message) size() int64 { return int64(recordHeader + 4 + len(m.subject) + len(m.id) + len(m.data)) }
+func (m message) size() int64 {
+	return int64(recordHeader + 4 + len(m.subject) + len(m.id) + len(m.data))
+}
 
 // outbox is the on-disk part of the publisher's queue: an append-only log of
 // messages split into segment files, and a HEAD file with the position of the
