@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -651,5 +652,56 @@ func TestECSTagging(t *testing.T) {
 	_, err := c.ecs.ListTagsForResource(ctx(t), &ecs.ListTagsForResourceInput{ResourceArn: aws.String("arn:aws:ecs:us-east-1:123456789012:service/tags/nope")})
 	if !isErr[*ecstypes.ServiceNotFoundException](err) {
 		t.Errorf("tags of a missing service: %v", err)
+	}
+}
+
+func TestECSRolloutFollowsAnInjectedClock(t *testing.T) {
+	var mu sync.Mutex
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return now
+	}
+	srv, c := newTestServer(t, Options{Now: clock})
+	f := newFixture(t, c, "clock")
+	created := must(c.ecs.CreateService(ctx(t), f.serviceInput("web", 1)))(t)
+	if !created.Service.CreatedAt.Equal(now) {
+		t.Errorf("createdAt = %v, want the injected time %v", created.Service.CreatedAt, now)
+	}
+	mu.Lock()
+	now = now.Add(15 * time.Second)
+	mu.Unlock()
+	if got := observe(f.describe(t, c, "web")); got.running != 1 || got.primary != ecstypes.DeploymentRolloutStateCompleted {
+		t.Fatalf("after the injected clock moved one step: %+v", got)
+	}
+	srv.Advance(time.Hour)
+	if got := srv.Now(); !got.Equal(now.Add(time.Hour)) {
+		t.Errorf("Now = %v, want the injected time plus Advance", got)
+	}
+}
+
+// BenchmarkDescribeServicesBatch measures one DescribeServices call of 10
+// services on a cluster of 200, through the SDK and the router.
+func BenchmarkDescribeServicesBatch(b *testing.B) {
+	srv := New(Options{ECS: ECSOptions{InstantRollout: true}})
+	defer srv.Close()
+	c := newClients(b, srv.URL, nil)
+	bctx := b.Context()
+	must(c.ecs.CreateCluster(bctx, &ecs.CreateClusterInput{ClusterName: aws.String("bench")}))(b)
+	must(c.ecs.RegisterTaskDefinition(bctx, taskDefInput("bench", testImage)))(b)
+	var names []string
+	for i := range 200 {
+		name := fmt.Sprintf("svc-%03d", i)
+		names = append(names, name)
+		must(c.ecs.CreateService(bctx, &ecs.CreateServiceInput{
+			Cluster: aws.String("bench"), ServiceName: aws.String(name), TaskDefinition: aws.String("bench"), DesiredCount: aws.Int32(2),
+			LaunchType:           ecstypes.LaunchTypeFargate,
+			NetworkConfiguration: &ecstypes.NetworkConfiguration{AwsvpcConfiguration: &ecstypes.AwsVpcConfiguration{Subnets: []string{"subnet-a"}}},
+		}))(b)
+	}
+	for i := 0; b.Loop(); i++ {
+		batch := names[(i*10)%200 : (i*10)%200+10]
+		must(c.ecs.DescribeServices(bctx, &ecs.DescribeServicesInput{Cluster: aws.String("bench"), Services: batch}))(b)
 	}
 }

@@ -58,6 +58,10 @@ type Fault struct {
 	// Limit, when positive, caps how many times the rule fires; 0 means no
 	// cap. With Fraction 1 and Limit n the next n matching calls are hit.
 	Limit int
+	// After lets that many matching calls through before the rule starts to
+	// draw: with Fraction 1, After k fails every matching call from the
+	// (k+1)th on, e.g. to cut a controller off after its kth AWS call.
+	After int
 }
 
 // SetFaults replaces the fault-injection rules. With no arguments it removes
@@ -70,6 +74,9 @@ func (s *Server) SetFaults(faults ...Fault) error {
 		}
 		if f.Fraction < 0 || f.Fraction > 1 {
 			return fmt.Errorf("fault %d: fraction %v outside [0, 1]", i, f.Fraction)
+		}
+		if f.Limit < 0 || f.After < 0 {
+			return fmt.Errorf("fault %d: negative Limit or After", i)
 		}
 		if f.Kind == FaultDelay && f.Delay <= 0 {
 			return fmt.Errorf("fault %d: delay fault without a positive Delay", i)
@@ -84,6 +91,7 @@ func (s *Server) ClearFaults() { s.faults.set(nil) }
 
 type faultRule struct {
 	Fault
+	seen  int
 	fired int
 }
 
@@ -116,6 +124,9 @@ func (f *faultInjector) decide(service, operation string) (time.Duration, FaultK
 	var kind FaultKind
 	for _, r := range f.rules {
 		if (r.Service != "" && r.Service != service) || (r.Operation != "" && r.Operation != operation) {
+			continue
+		}
+		if r.seen++; r.seen <= r.After {
 			continue
 		}
 		if r.Limit > 0 && r.fired >= r.Limit {

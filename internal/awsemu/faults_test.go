@@ -183,6 +183,16 @@ func TestFaultMatchingAndLimits(t *testing.T) {
 	}
 	must(c.sm.ListSecrets(ctx(t), &sm.ListSecretsInput{}))(t)
 
+	// After: the first two mutating ECS calls pass, every later one fails.
+	if err := srv.SetFaults(Fault{Service: ServiceECS, Operation: "CreateCluster", Kind: FaultServerError, Fraction: 1, After: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []string{"", "", "ServerException", "ServerException"} {
+		if got := errorCode(create()); got != want {
+			t.Errorf("CreateCluster #%d with After 2: %q, want %q", i+1, got, want)
+		}
+	}
+
 	srv.ClearFaults()
 	if err := create(); err != nil {
 		t.Fatal(err)
@@ -191,6 +201,7 @@ func TestFaultMatchingAndLimits(t *testing.T) {
 		{Kind: FaultThrottle, Fraction: 1.5},
 		{Kind: FaultKind(9), Fraction: 1},
 		{Kind: FaultDelay, Fraction: 1},
+		{Kind: FaultThrottle, Fraction: 1, After: -1},
 	} {
 		if err := srv.SetFaults(bad); err == nil {
 			t.Errorf("SetFaults(%+v) accepted", bad)

@@ -16,8 +16,8 @@ func TestClassifyByTargetAndCredentialScope(t *testing.T) {
 	const scope = "AWS4-HMAC-SHA256 Credential=AKID/20250101/us-east-1/%s/aws4_request, SignedHeaders=host, Signature=x"
 	tests := []struct {
 		name, method, path, target, contentType, auth, body string
-		wantService, wantOp                                   string
-		wantProto                                             protocol
+		wantService, wantOp                                 string
+		wantProto                                           protocol
 	}{
 		{"ECS by target", "POST", "/", "AmazonEC2ContainerServiceV20141113.DescribeServices", "application/x-amz-json-1.1", "", "{}", ServiceECS, "DescribeServices", protoJSON},
 		{"Secrets Manager by target", "POST", "/", "secretsmanager.GetSecretValue", "application/x-amz-json-1.1", "", "{}", ServiceSecretsManager, "GetSecretValue", protoJSONPascal},
