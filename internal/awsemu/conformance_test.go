@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -48,6 +50,10 @@ type conformanceCase struct {
 }
 
 func TestConformance(t *testing.T) {
+	// Names must be unique across runs in one process (go test -count=n):
+	// kumo keeps its state for the life of the process.
+	run := strconv.FormatInt(time.Now().UnixNano(), 36)
+	run = run[len(run)-6:]
 	var seq atomic.Int64
 	for _, target := range []string{"awsemu", "kumo"} {
 		t.Run(target, func(t *testing.T) {
@@ -64,7 +70,7 @@ func TestConformance(t *testing.T) {
 			c := newEndpoint()
 			for _, tc := range conformanceCases() {
 				t.Run(tc.name, func(t *testing.T) {
-					env := conformanceEnv{c: c, fresh: newEndpoint, prefix: fmt.Sprintf("cf%d-", seq.Add(1))}
+					env := conformanceEnv{c: c, fresh: newEndpoint, prefix: fmt.Sprintf("c%s%d-", run, seq.Add(1))}
 					err := tc.run(t.Context(), env)
 					if err != nil {
 						t.Logf("%s: %v", target, err)
