@@ -51,6 +51,11 @@
 // service, operation and Outcome; CallCounts.Since and CallCounts.Mutating
 // express "the second reconcile made no mutating call", with
 // IsReadOperation classifying Describe*/List*/Get* as reads.
+// Server.SetCallHook runs a function after each emulated call took effect
+// and before the client sees its response; with Server.ListenerRules it
+// checks an invariant (say, "this address stays allowed") at every
+// intermediate step of a reconcile. Fault.After cuts a client off after its
+// kth matching call.
 //
 // # kumo v0.33.1, and why this package serves ELBv2 and Secrets Manager itself
 //

@@ -847,6 +847,25 @@ func (e *elbEmulator) checkTargetGroupForService(arn string, mode ecstypes.Netwo
 	return nil
 }
 
+// ListenerRules returns the rules of a listener as DescribeRules would (by
+// priority, the default rule last), read directly rather than through an API
+// call, so it is neither counted nor subject to faults. It is meant for call
+// hooks (see SetCallHook).
+func (s *Server) ListenerRules(listenerArn string) ([]elbtypes.Rule, error) {
+	e := s.elb
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if _, ok := e.listeners[listenerArn]; !ok {
+		return nil, fmt.Errorf("listener %s not found", listenerArn)
+	}
+	rules := e.listenerRulesLocked(listenerArn)
+	out := make([]elbtypes.Rule, len(rules))
+	for i, r := range rules {
+		out[i] = r.r
+	}
+	return out, nil
+}
+
 // ---- helpers ----
 
 func lastSegment(arn string) string {

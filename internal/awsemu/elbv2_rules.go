@@ -309,22 +309,7 @@ func (e *elbEmulator) describeRules(form url.Values, _ time.Time) (any, *apiErro
 		if _, ok := e.listeners[*in.ListenerArn]; !ok {
 			return nil, clientErr("ListenerNotFound", "One or more listeners not found")
 		}
-		for _, r := range e.rules {
-			if r.listener == *in.ListenerArn {
-				out = append(out, r)
-			}
-		}
-		// By priority, the default rule last.
-		slices.SortFunc(out, func(a, b *elbRule) int {
-			pa, pb := a.priority, b.priority
-			if pa == 0 {
-				pa = 1 << 30
-			}
-			if pb == 0 {
-				pb = 1 << 30
-			}
-			return pa - pb
-		})
+		out = e.listenerRulesLocked(*in.ListenerArn)
 	case len(in.RuleArns) > 0:
 		for _, arn := range in.RuleArns {
 			r, ok := e.rules[arn]
@@ -345,6 +330,28 @@ func (e *elbEmulator) describeRules(form url.Values, _ time.Time) (any, *apiErro
 		rules[i] = r.r
 	}
 	return &elb.DescribeRulesOutput{Rules: rules, NextMarker: next}, nil
+}
+
+// listenerRulesLocked returns a listener's rules by priority, the default
+// rule last.
+func (e *elbEmulator) listenerRulesLocked(listenerArn string) []*elbRule {
+	var out []*elbRule
+	for _, r := range e.rules {
+		if r.listener == listenerArn {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b *elbRule) int {
+		pa, pb := a.priority, b.priority
+		if pa == 0 {
+			pa = 1 << 30
+		}
+		if pb == 0 {
+			pb = 1 << 30
+		}
+		return pa - pb
+	})
+	return out
 }
 
 func (e *elbEmulator) modifyRule(form url.Values, _ time.Time) (any, *apiError) {

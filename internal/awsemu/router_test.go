@@ -3,11 +3,16 @@ package awsemu
 import (
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	elb "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2"
+	elbtypes "github.com/aws/aws-sdk-go-v2/service/elasticloadbalancingv2/types"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 )
@@ -110,5 +115,84 @@ func TestIsReadOperation(t *testing.T) {
 		if IsReadOperation(op) != read || IsMutatingOperation(op) == read {
 			t.Errorf("IsReadOperation(%s) = %v, want %v", op, IsReadOperation(op), read)
 		}
+	}
+}
+
+// allowed evaluates listener rules like the ALB for a request from addr to
+// host: the first matching rule by priority decides; it must forward.
+func allowed(rules []elbtypes.Rule, host string, addr netip.Addr) bool {
+	for _, r := range rules {
+		if aws.ToBool(r.IsDefault) {
+			return false
+		}
+		match := true
+		for _, c := range r.Conditions {
+			switch aws.ToString(c.Field) {
+			case "host-header":
+				match = match && slices.Contains(c.HostHeaderConfig.Values, host)
+			case "source-ip":
+				match = match && slices.ContainsFunc(c.SourceIpConfig.Values, func(cidr string) bool {
+					return netip.MustParsePrefix(cidr).Contains(addr)
+				})
+			}
+		}
+		if match {
+			return r.Actions[0].Type == elbtypes.ActionTypeEnumForward
+		}
+	}
+	return false
+}
+
+func TestCallHookObservesEveryIntermediateState(t *testing.T) {
+	const host = "app.example.com"
+	stays := netip.MustParseAddr("198.51.100.7")
+	tests := []struct {
+		name           string
+		createFirst    bool
+		wantViolations int32
+	}{
+		{"create the new rule before deleting the old one", true, 0},
+		{"delete the old rule before creating the new one", false, 1},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			srv, c := newTestServer(t, Options{})
+			f := newFixture(t, c, "hook")
+			old := must(c.elb.CreateRule(ctx(t), &elb.CreateRuleInput{ListenerArn: aws.String(f.listenerArn), Priority: aws.Int32(10),
+				Conditions: []elbtypes.RuleCondition{hostCondition(host), sourceIPCondition("203.0.113.0/24", "198.51.100.7/32")}, Actions: forwardTo(f.tgArn)}))(t)
+
+			var violations, observed atomic.Int32
+			srv.SetCallHook(func(k CallKey) {
+				if k.Service != ServiceELBv2 || !IsMutatingOperation(k.Operation) {
+					return
+				}
+				observed.Add(1)
+				rules, err := srv.ListenerRules(f.listenerArn)
+				if err != nil {
+					t.Errorf("ListenerRules: %v", err)
+				}
+				if !allowed(rules, host, stays) {
+					violations.Add(1)
+				}
+			})
+			create := func() {
+				must(c.elb.CreateRule(ctx(t), &elb.CreateRuleInput{ListenerArn: aws.String(f.listenerArn), Priority: aws.Int32(11),
+					Conditions: []elbtypes.RuleCondition{hostCondition(host), sourceIPCondition("198.51.100.7/32", "192.0.2.0/24")}, Actions: forwardTo(f.tgArn)}))(t)
+			}
+			remove := func() {
+				must(c.elb.DeleteRule(ctx(t), &elb.DeleteRuleInput{RuleArn: old.Rules[0].RuleArn}))(t)
+			}
+			if tc.createFirst {
+				create()
+				remove()
+			} else {
+				remove()
+				create()
+			}
+			if observed.Load() != 2 || violations.Load() != tc.wantViolations {
+				t.Errorf("observed %d mutating calls with %d violations, want 2 with %d", observed.Load(), violations.Load(), tc.wantViolations)
+			}
+			srv.SetCallHook(nil)
+		})
 	}
 }

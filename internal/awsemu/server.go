@@ -78,6 +78,7 @@ type Server struct {
 	elb        *elbEmulator
 	secrets    *secretsEmulator
 	requestSeq atomic.Uint64
+	hook       atomic.Pointer[func(CallKey)]
 
 	kumoMu    sync.Mutex
 	kumo      *kumo.Server
@@ -146,7 +147,8 @@ type request struct {
 }
 
 // ServeHTTP routes one AWS API request: fault injection first, then the
-// emulator owning the service, else kumo. Every request is counted.
+// emulator owning the service, else kumo. Every request is counted and shown
+// to the call hook.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxRequestBody))
 	if err != nil {
@@ -156,15 +158,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	req := classify(r, body)
 	req.requestID = s.newRequestID()
-
-	rec := &recorder{ResponseWriter: w}
-	outcome := OutcomeOK
-	defer func() {
-		if outcome == OutcomeOK {
-			outcome = outcomeFromStatus(rec.status())
-		}
-		s.calls.add(CallKey{Service: req.service, Operation: req.operation, Outcome: outcome})
-	}()
+	key := CallKey{Service: req.service, Operation: req.operation}
 
 	delay, kind := s.faults.decide(req.service, req.operation)
 	if delay > 0 {
@@ -173,50 +167,80 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
-			outcome = OutcomeServerError
+			key.Outcome = OutcomeServerError
+			s.finish(key)
 			return
 		}
-	}
-	switch kind {
-	case FaultThrottle:
-		outcome = OutcomeThrottled
-		writeError(rec, req.proto, throttleError(req.service), req.requestID)
-		return
-	case FaultServerError:
-		outcome = OutcomeServerError
-		writeError(rec, req.proto, internalError(req.service), req.requestID)
-		return
 	}
 
+	// The answer of an emulated call (or an injected fault) is complete
+	// before anything is written, so the hook runs between the call taking
+	// effect and the client seeing its response.
+	var apiErr *apiError
+	var result []byte
 	switch {
+	case kind == FaultThrottle:
+		key.Outcome, apiErr = OutcomeThrottled, throttleError(req.service)
+	case kind == FaultServerError:
+		key.Outcome, apiErr = OutcomeServerError, internalError(req.service)
 	case req.service == ServiceECS && req.proto == protoJSON:
-		out, apiErr := s.ecs.serve(req.operation, req.body)
-		writeResult(rec, req, out, apiErr)
+		result, apiErr = s.ecs.serve(req.operation, req.body)
 	case req.service == ServiceSecretsManager && req.proto == protoJSONPascal:
-		out, apiErr := s.secrets.serve(req.operation, req.body)
-		writeResult(rec, req, out, apiErr)
+		result, apiErr = s.secrets.serve(req.operation, req.body)
 	case req.service == ServiceELBv2 && req.proto == protoQuery && req.form.Get("Version") == elbv2APIVersion:
-		out, apiErr := s.elb.serve(req.operation, req.form)
-		if apiErr != nil {
-			writeError(rec, protoQuery, apiErr, req.requestID)
-			return
+		result, apiErr = s.elb.serve(req.operation, req.form)
+		if apiErr == nil {
+			result = wrapQueryResponse(req.operation, elbv2XMLNS, req.requestID, result)
 		}
-		rec.Header().Set("Content-Type", "text/xml")
-		rec.Header().Set("X-Amzn-RequestId", req.requestID)
-		rec.WriteHeader(http.StatusOK)
-		_, _ = rec.Write(wrapQueryResponse(req.operation, elbv2XMLNS, req.requestID, out))
 	default:
+		rec := &recorder{ResponseWriter: w}
 		s.proxyToKumo(rec, r)
+		key.Outcome = outcomeFromStatus(rec.status())
+		s.finish(key)
+		return
+	}
+	if key.Outcome == "" {
+		key.Outcome = OutcomeOK
+		if apiErr != nil {
+			key.Outcome = outcomeFromStatus(apiErr.Status)
+		}
+	}
+	s.finish(key)
+	switch {
+	case apiErr != nil:
+		writeError(w, req.proto, apiErr, req.requestID)
+	case req.proto == protoQuery:
+		w.Header().Set("Content-Type", "text/xml")
+		w.Header().Set("X-Amzn-RequestId", req.requestID)
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(result)
+	default:
+		writeJSONResponse(w, result, req.requestID)
 	}
 }
 
-// writeResult writes an encoded AWS JSON result or an error.
-func writeResult(w http.ResponseWriter, req request, out []byte, apiErr *apiError) {
-	if apiErr != nil {
-		writeError(w, req.proto, apiErr, req.requestID)
+// finish counts a call and shows it to the call hook.
+func (s *Server) finish(key CallKey) {
+	s.calls.add(key)
+	if hook := s.hook.Load(); hook != nil {
+		(*hook)(key)
+	}
+}
+
+// SetCallHook installs fn, called once for every call with its key. For
+// calls the emulators answer, and for injected faults, fn runs after the
+// call took effect and before its response is sent: it observes exactly the
+// state the client will find when the call returns, and the client waits
+// for it. Use it with the inspection methods (ListenerRules) to check an
+// invariant at every intermediate step of a reconcile. For calls forwarded
+// to kumo, fn runs after the response. fn must not call the Server over
+// HTTP; nil removes the hook.
+func (s *Server) SetCallHook(fn func(CallKey)) {
+	if fn == nil {
+		s.hook.Store(nil)
 		return
 	}
-	writeJSONResponse(w, out, req.requestID)
+	s.hook.Store(&fn)
 }
 
 // classify identifies service, operation and protocol. The AWS JSON target
