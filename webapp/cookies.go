@@ -1,0 +1,173 @@
+package webapp
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"github.com/servingapp/servingapp/webapp/login"
+)
+
+// cookieNames are the app's two cookies. Apps on one host (different path
+// prefixes) get different names from a hash of namespace/name, because
+// __Host- cookies must have Path=/.
+type cookieNames struct {
+	session string
+	login   string
+	secure  bool
+}
+
+func newCookieNames(namespace, name string, secure bool) cookieNames {
+	sum := sha256.Sum256([]byte(namespace + "/" + name))
+	prefix := "sa-"
+	if secure {
+		prefix = "__Host-sa-"
+	}
+	h := hex.EncodeToString(sum[:4])
+	return cookieNames{session: prefix + h, login: prefix + h + "-login", secure: secure}
+}
+
+func (a *App) setCookie(w http.ResponseWriter, name, value string, expires time.Time) {
+	c := &http.Cookie{
+		Name:     name,
+		Value:    value,
+		Path:     "/",
+		HttpOnly: true,
+		Secure:   a.cookies.secure,
+		SameSite: http.SameSiteLaxMode,
+	}
+	if !expires.IsZero() {
+		c.Expires = expires
+		c.MaxAge = max(1, int(expires.Sub(a.clock.Now())/time.Second))
+	}
+	http.SetCookie(w, c)
+}
+
+func (a *App) clearCookie(w http.ResponseWriter, name string) {
+	http.SetCookie(w, &http.Cookie{Name: name, Value: "", Path: "/", HttpOnly: true, Secure: a.cookies.secure, SameSite: http.SameSiteLaxMode, MaxAge: -1})
+}
+
+// maxPendingLogins bounds the logins one browser can have in flight (tabs):
+// the oldest is forgotten when a new one starts, so the login cookie stays
+// well under the 4 KiB browsers allow.
+const maxPendingLogins = 4
+
+// maxReturnTo bounds a return_to path.
+const maxReturnTo = 512
+
+// loginState is the content of the login cookie, sealed with the session key.
+type loginState struct {
+	// CSRF protects forms posted before sign-in.
+	CSRF   string         `json:"c,omitempty"`
+	Logins []pendingLogin `json:"l,omitempty"`
+}
+
+// pendingLogin is one started sign-in, waiting for its callback.
+type pendingLogin struct {
+	login.Request
+	ReturnTo  string `json:"r,omitempty"`
+	PendingID string `json:"p,omitempty"`
+	Expires   int64  `json:"e"`
+}
+
+// readLoginState opens the login cookie; a missing or invalid one is empty.
+// Expired logins are dropped.
+func (a *App) readLoginState(r *http.Request) loginState {
+	var st loginState
+	c, err := r.Cookie(a.cookies.login)
+	if err != nil || c.Value == "" {
+		return st
+	}
+	sealed, err := base64.RawURLEncoding.DecodeString(c.Value)
+	if err != nil {
+		return st
+	}
+	plain, err := a.loginSeal.Open(sealed, []byte(a.cookies.login))
+	if err != nil || json.Unmarshal(plain, &st) != nil {
+		return loginState{}
+	}
+	now := a.clock.Now().Unix()
+	kept := st.Logins[:0]
+	for _, l := range st.Logins {
+		if l.Expires > now {
+			kept = append(kept, l)
+		}
+	}
+	st.Logins = kept
+	return st
+}
+
+func (a *App) writeLoginState(w http.ResponseWriter, st loginState) error {
+	if len(st.Logins) > maxPendingLogins {
+		st.Logins = st.Logins[len(st.Logins)-maxPendingLogins:]
+	}
+	plain, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	sealed, err := a.loginSeal.Seal(plain, []byte(a.cookies.login))
+	if err != nil {
+		return err
+	}
+	a.setCookie(w, a.cookies.login, base64.RawURLEncoding.EncodeToString(sealed), time.Time{})
+	return nil
+}
+
+// take removes and returns the login whose state is state.
+func (st *loginState) take(state string) (pendingLogin, bool) {
+	if state == "" {
+		return pendingLogin{}, false
+	}
+	for i, l := range st.Logins {
+		if subtle.ConstantTimeCompare([]byte(l.State), []byte(state)) == 1 {
+			st.Logins = append(st.Logins[:i], st.Logins[i+1:]...)
+			return l, true
+		}
+	}
+	return pendingLogin{}, false
+}
+
+// safeReturnTo returns raw if it is a clean path of this app (under the
+// path prefix, no scheme, host, backslash, dot segments, control characters
+// or fragment), and "" otherwise. The query is kept.
+func (a *App) safeReturnTo(raw string) string {
+	if raw == "" || len(raw) > maxReturnTo || !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") {
+		return ""
+	}
+	for _, c := range raw {
+		if c < 0x20 || c == 0x7f || c == '\\' || c == '#' {
+			return ""
+		}
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return ""
+	}
+	p := u.Path
+	if strings.ContainsAny(p, "\\") || strings.HasPrefix(p, "//") {
+		return ""
+	}
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean != p {
+		return ""
+	}
+	if a.base != "" && p != a.base && !strings.HasPrefix(p, a.base+"/") {
+		return ""
+	}
+	// The raw form must not hide anything the parsed path does not show
+	// (for example %2F%2F or an encoded backslash).
+	if dec, err := url.PathUnescape(u.EscapedPath()); err != nil || dec != p || strings.Contains(u.EscapedPath(), "%5C") || strings.Contains(u.EscapedPath(), "%5c") || strings.Contains(u.EscapedPath(), "%2F") || strings.Contains(u.EscapedPath(), "%2f") {
+		return ""
+	}
+	return raw
+}
