@@ -124,6 +124,7 @@ machine with 'servingctl dev'.`,
 		c.diffCommand(),
 		c.schemaCommand(),
 		c.devCommand(),
+		c.auditCommand(),
 	)
 	return root
 }
