@@ -1,0 +1,237 @@
+package webapp_test
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/servingapp/servingapp/api/audit"
+	"github.com/servingapp/servingapp/webapp"
+)
+
+// expectLoginFailed checks that the callback response refused the login,
+// created no session, and was audited as login.failed with reason.
+func expectLoginFailed(t *testing.T, h *harness, b *browser, in *instance, resp *http.Response, page, reason string) {
+	t.Helper()
+	if resp.StatusCode < 400 || !strings.Contains(page, `id="error-title"`) {
+		t.Fatalf("callback answered %d, want an error page:\n%s", resp.StatusCode, page)
+	}
+	if status, _ := b.me(in); status != http.StatusUnauthorized {
+		t.Fatalf("a session exists after a refused login (/api/me: %d)", status)
+	}
+	ev := eventFor(t, h.events(), audit.LoginFailed, resp.Header.Get("X-Request-Id"))
+	if ev.Event.StatusDetail != reason || ev.Event.StatusID != audit.StatusFailure || ev.Event.ClassUID != audit.ClassAuthentication {
+		t.Fatalf("login.failed reason %q (status %d), want %q; message %q", ev.Event.StatusDetail, ev.Event.StatusID, reason, ev.Event.Message)
+	}
+	t.Logf("refused: %s", ev.Event.Message)
+}
+
+func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
+	h := newHarness(t, options{nats: true, instances: 2, config: func(i int, c *webapp.Config) {
+		if i == 1 {
+			c.AllowedEmailDomains = []string{"corp.example"}
+		}
+	}})
+	trusted, unknown := testKeys()
+	h.hook.extraJWK = trustedJWK()
+	now := func() int64 { return h.clock.Now().Unix() }
+	// signed returns a forger that changes the emulator's real ID token and
+	// signs it with the key the app trusts.
+	signed := func(change func(c map[string]any)) func(map[string]any, string) string {
+		return func(c map[string]any, _ string) string {
+			change(c)
+			return signJWT("RS256", trustedKID, trusted, "", c)
+		}
+	}
+	setQuery := func(key, value string) func(*url.URL) {
+		return func(u *url.URL) {
+			q := u.Query()
+			if value == "" {
+				q.Del(key)
+			} else {
+				q.Set(key, value)
+			}
+			u.RawQuery = q.Encode()
+		}
+	}
+
+	tests := []struct {
+		name     string
+		instance int
+		forge    func(claims map[string]any, accessToken string) string
+		callback func(*url.URL)
+		reason   string
+	}{
+		{name: "missing state", callback: setQuery("state", ""), reason: audit.ReasonStateMismatch},
+		{name: "wrong state", callback: setQuery("state", "c3RhdGUtZnJvbS1hbm90aGVyLWJyb3dzZXItMDEyMzQ1Njc4OQ"), reason: audit.ReasonStateMismatch},
+		{name: "provider says access_denied", callback: func(u *url.URL) {
+			u.RawQuery = url.Values{"error": {"access_denied"}, "error_description": {"The user said no."}, "state": {u.Query().Get("state")}}.Encode()
+		}, reason: audit.ReasonAccessDenied},
+		{name: "nonce mismatch", forge: signed(func(c map[string]any) { c["nonce"] = "nonce-of-another-login" }), reason: audit.ReasonNonceMismatch},
+		{name: "ID token signed by an unknown key", forge: func(c map[string]any, _ string) string {
+			return signJWT("RS256", unknownKID, unknown, "", c)
+		}, reason: audit.ReasonInvalidIDToken},
+		{name: "alg none", forge: func(c map[string]any, _ string) string {
+			return signJWT("none", "", nil, "", c)
+		}, reason: audit.ReasonInvalidIDToken},
+		{name: "HS256 signed with the client secret", forge: func(c map[string]any, _ string) string {
+			return signJWT("HS256", trustedKID, nil, h.secret, c)
+		}, reason: audit.ReasonInvalidIDToken},
+		{name: "wrong audience", forge: signed(func(c map[string]any) { c["aud"] = "another-client" }), reason: audit.ReasonInvalidIDToken},
+		{name: "wrong issuer", forge: signed(func(c map[string]any) { c["iss"] = "https://evil.example/oidc" }), reason: audit.ReasonInvalidIDToken},
+		{name: "expired", forge: signed(func(c map[string]any) { c["iat"], c["exp"] = now()-3600, now()-60 }), reason: audit.ReasonInvalidIDToken},
+		{name: "issued in the future", forge: signed(func(c map[string]any) { c["iat"], c["exp"] = now()+3600, now()+7200 }), reason: audit.ReasonInvalidIDToken},
+		{name: "at_hash mismatch", forge: signed(func(c map[string]any) { c["at_hash"] = atHash("another access token") }), reason: audit.ReasonInvalidIDToken},
+		{name: "email domain not allowed", instance: 1, reason: audit.ReasonPolicyDenied},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.hook.setForge(tt.forge)
+			defer h.hook.setForge(nil)
+			in := h.instances[tt.instance]
+			b := h.browser()
+			cb := b.authorize(in, in.at("/login"), "alice@example.com")
+			if tt.callback != nil {
+				tt.callback(cb)
+			}
+			resp, page := b.noFollow(cb.String())
+			expectLoginFailed(t, h, b, in, resp, page, tt.reason)
+		})
+	}
+
+	// Sanity: the trusted key really is trusted, so the cases above failed
+	// for their one defect and not for the key.
+	t.Run("control: untouched claims signed by the trusted key", func(t *testing.T) {
+		h.hook.setForge(signed(func(map[string]any) {}))
+		defer h.hook.setForge(nil)
+		b := h.browser()
+		in := h.instances[0]
+		resp, page := b.login(in, "alice@example.com")
+		if resp.StatusCode != http.StatusOK || elementText(page, "user-email") != "alice@example.com" {
+			t.Fatalf("login with a well-formed forged token failed: %d\n%s", resp.StatusCode, page)
+		}
+	})
+	checkNoSecrets(t, h, h.events())
+}
+
+func TestReplayedCodesAndCallbacksAreRejected(t *testing.T) {
+	h := newHarness(t, options{nats: true})
+	in := h.instances[0]
+
+	t.Run("the same callback twice", func(t *testing.T) {
+		b := h.browser()
+		cb := b.authorize(in, in.at("/login"), "alice@example.com")
+		if resp, _ := b.noFollow(cb.String()); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("first callback: %d", resp.StatusCode)
+		}
+		resp, page := b.noFollow(cb.String())
+		if resp.StatusCode < 400 {
+			t.Fatalf("replayed callback answered %d", resp.StatusCode)
+		}
+		ev := eventFor(t, h.events(), audit.LoginFailed, resp.Header.Get("X-Request-Id"))
+		if ev.Event.StatusDetail != audit.ReasonStateMismatch || !strings.Contains(page, `id="error-login"`) {
+			t.Fatalf("reason %q", ev.Event.StatusDetail)
+		}
+	})
+
+	t.Run("a used code injected into another login", func(t *testing.T) {
+		victim, attacker := h.browser(), h.browser()
+		used := attacker.authorize(in, in.at("/login"), "bob@example.com")
+		if resp, _ := attacker.noFollow(used.String()); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("attacker's own login: %d", resp.StatusCode)
+		}
+		cb := victim.authorize(in, in.at("/login"), "alice@example.com")
+		q := cb.Query()
+		q.Set("code", used.Query().Get("code"))
+		cb.RawQuery = q.Encode()
+		resp, page := victim.noFollow(cb.String())
+		expectLoginFailed(t, h, victim, in, resp, page, audit.ReasonExchangeFailed)
+	})
+}
+
+func TestLoginRedirectsOnlyToPathsOfThisApp(t *testing.T) {
+	h := newHarness(t, options{})
+	in := h.instances[0]
+	tests := []struct {
+		returnTo string
+		want     string
+	}{
+		{"//evil.example", prefix + "/"},
+		{"https://evil.example", prefix + "/"},
+		{`/\evil.example`, prefix + "/"},
+		{"/chat/../evil.example", prefix + "/"},
+		{"/chat/%2F%2Fevil.example", prefix + "/"},
+		{"/chat/%5Cevil.example", prefix + "/"},
+		{"/other-app/", prefix + "/"},
+		{"javascript:alert(1)", prefix + "/"},
+		{"/chat/\r\nSet-Cookie: x=y", prefix + "/"},
+		{"/chat/api/me", prefix + "/api/me"},
+		{"/chat/?tab=2", prefix + "/?tab=2"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.returnTo, func(t *testing.T) {
+			b := h.browser()
+			cb := b.authorize(in, in.at("/login?return_to="+url.QueryEscape(tt.returnTo)), "alice@example.com")
+			resp, _ := b.noFollow(cb.String())
+			if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != tt.want {
+				t.Fatalf("after login: %d to %q, want %q", resp.StatusCode, resp.Header.Get("Location"), tt.want)
+			}
+		})
+	}
+}
+
+func TestCSRFTokensAreRequired(t *testing.T) {
+	h := newHarness(t, options{})
+	in := h.instances[0]
+	b := h.browser()
+	b.login(in, "alice@example.com")
+	csrf := b.csrf(in)
+	chat := map[string]any{"messages": []map[string]string{{"role": "user", "content": "hello there"}}}
+
+	tests := []struct {
+		name string
+		do   func() *http.Response
+	}{
+		{"logout without a token", func() *http.Response {
+			resp, _ := b.postForm(in.at("/logout"), url.Values{})
+			return resp
+		}},
+		{"logout with a wrong token", func() *http.Response {
+			resp, _ := b.postForm(in.at("/logout"), url.Values{"csrf": {csrf + "x"}})
+			return resp
+		}},
+		{"invoke without a token", func() *http.Response {
+			resp, _ := b.postJSON(in.at("/api/invoke"), "", chat)
+			return resp
+		}},
+		{"invoke with a wrong token", func() *http.Response {
+			resp, _ := b.postJSON(in.at("/api/invoke"), "not-the-token", chat)
+			return resp
+		}},
+		{"summarize without a token", func() *http.Response {
+			resp, _ := b.postForm(in.at("/summarize"), url.Values{"text": {"hello"}})
+			return resp
+		}},
+		{"summarize before login without a token", func() *http.Response {
+			resp, _ := h.browser().postForm(in.at("/summarize"), url.Values{"text": {"hello"}})
+			return resp
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if resp := tt.do(); resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("status %d, want 403", resp.StatusCode)
+			}
+			if status, _ := b.me(in); status != http.StatusOK {
+				t.Fatalf("the session did not survive: /api/me %d", status)
+			}
+		})
+	}
+	if resp, _ := h.browser().postJSON(in.at("/api/invoke"), csrf, chat); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("invoke with the token but without the session cookie: %d, want 401", resp.StatusCode)
+	}
+	if resp, body := b.postJSON(in.at("/api/invoke"), csrf, chat); resp.StatusCode != http.StatusOK {
+		t.Fatalf("invoke with the token: %d %s", resp.StatusCode, body)
+	}
+}

@@ -1,0 +1,194 @@
+package webapp_test
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/servingapp/servingapp/api/audit"
+	"github.com/servingapp/servingapp/internal/databricks/emulator"
+	"github.com/servingapp/servingapp/internal/natstest"
+	"github.com/servingapp/servingapp/webapp"
+)
+
+func TestTwoInstancesShareSessionsOverNATS(t *testing.T) {
+	h := newHarness(t, options{nats: true, instances: 2})
+	a, b := h.instances[0], h.instances[1]
+	br := h.browser()
+	br.login(a, "alice@example.com") // cookies are per host, not per port: b sees them too
+	status, me := br.me(b)
+	if status != http.StatusOK || me["email"] != "alice@example.com" {
+		t.Fatalf("instance b does not see the session made on a: %d %v", status, me)
+	}
+	csrf := me["csrf_token"].(string)
+
+	// Both instances hit the expired token at once: one refresh in all.
+	chat := map[string]any{"messages": []map[string]string{{"role": "user", "content": summaryText}}}
+	tokenCalls := h.emu.RequestCount(emulator.RouteToken)
+	h.clock.Advance(5 * time.Minute)
+	var wg sync.WaitGroup
+	codes := make([]int, 12)
+	for i := range codes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := []*instance{a, b}[i%2]
+			resp, _ := br.postJSON(in.at("/api/invoke"), csrf, chat)
+			codes[i] = resp.StatusCode
+		}()
+	}
+	wg.Wait()
+	for i, c := range codes {
+		if c != http.StatusOK {
+			t.Fatalf("concurrent invocation %d: %d", i, c)
+		}
+	}
+	if got := h.emu.RequestCount(emulator.RouteToken) - tokenCalls; got != 1 {
+		t.Fatalf("%d refreshes for one session across two instances, want 1", got)
+	}
+	// The rotated refresh token was saved: the next expiry refreshes again
+	// (a lost rotation would be answered with invalid_grant).
+	h.clock.Advance(5 * time.Minute)
+	if resp, body := br.postJSON(b.at("/api/invoke"), csrf, chat); resp.StatusCode != http.StatusOK {
+		t.Fatalf("second refresh on the other instance: %d %s", resp.StatusCode, body)
+	}
+	if n := len(ofType(h.events(), audit.SessionRefreshed)); n != 2 {
+		t.Fatalf("%d session.refreshed events, want 2", n)
+	}
+
+	// Logout on b ends the session on a.
+	_, page := br.get(b.at("/"))
+	br.postForm(b.at("/logout"), url.Values{"csrf": {csrfOf(t, page)}})
+	if status, _ := br.me(a); status != http.StatusUnauthorized {
+		t.Fatalf("instance a still has the session after logout on b: %d", status)
+	}
+}
+
+func TestRequestTypedBeforeLoginRunsAfterLogin(t *testing.T) {
+	h := newHarness(t, options{nats: true})
+	in := h.instances[0]
+	b := h.browser()
+	_, page := b.get(in.at("/"))
+	resp, page := b.postForm(in.at("/summarize"), url.Values{"text": {summaryText}, "csrf": {csrfOf(t, page)}})
+	if !strings.Contains(resp.Request.URL.Path, "/oidc/v1/authorize") {
+		t.Fatalf("summarize before login went to %s, want the sign-in page", resp.Request.URL)
+	}
+	resp, page = b.chooseUser(resp, page, "alice@example.com")
+	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != prefix+"/resume" || elementText(page, "summary") == "" {
+		t.Fatalf("after login: %d at %s\n%s", resp.StatusCode, resp.Request.URL, page)
+	}
+	// The kept request runs once.
+	resp, page = b.get(in.at("/resume"))
+	if resp.Request.URL.Path != prefix+"/" || strings.Contains(page, `id="summary"`) {
+		t.Fatalf("resume ran twice: %s", resp.Request.URL)
+	}
+	inv := ofType(h.events(), audit.InvocationCompleted)
+	if len(inv) != 1 || inv[0].Event.Actor.User.EmailAddr != "alice@example.com" || inv[0].Event.Unmapped.Form != "summarizer" {
+		t.Fatalf("invocations: %+v", inv)
+	}
+}
+
+func TestParallelLoginsKeepOneBoundedCookie(t *testing.T) {
+	h := newHarness(t, options{})
+	in := h.instances[0]
+	b := h.browser()
+	var callbacks []*url.URL
+	for range 10 {
+		callbacks = append(callbacks, b.authorize(in, in.at("/login?return_to="+url.QueryEscape(prefix+"/api/me")), "alice@example.com"))
+	}
+	u, _ := url.Parse(in.url)
+	var loginCookies, size int
+	for _, c := range b.client.Jar.Cookies(u) {
+		if strings.HasSuffix(c.Name, "-login") {
+			loginCookies++
+			size = len(c.Value)
+		}
+	}
+	if loginCookies != 1 || size > 3000 {
+		t.Fatalf("%d login cookies, the last %d bytes; want one, well under 4 KiB", loginCookies, size)
+	}
+	// The oldest logins were forgotten; the newest still complete.
+	if resp, _ := b.noFollow(callbacks[0].String()); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("the oldest login completed: %d", resp.StatusCode)
+	}
+	if resp, _ := b.noFollow(callbacks[9].String()); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("the newest login failed: %d", resp.StatusCode)
+	}
+}
+
+func TestRejectedRefreshEndsTheSession(t *testing.T) {
+	h := newHarness(t, options{nats: true, refreshTTL: 10, config: func(_ int, c *webapp.Config) {
+		c.IdleTimeout = 3 * time.Hour
+	}})
+	in := h.instances[0]
+	b := h.browser()
+	b.login(in, "alice@example.com")
+	csrf := b.csrf(in)
+	h.clock.Advance(11 * time.Minute) // past the refresh token's 10 minutes
+	resp, body := b.postJSON(in.at("/api/invoke"), csrf, map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}})
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "sign in again") {
+		t.Fatalf("invoke with a dead refresh token: %d %s", resp.StatusCode, body)
+	}
+	if status, _ := b.me(in); status != http.StatusUnauthorized {
+		t.Fatalf("the session survived invalid_grant: %d", status)
+	}
+	ev := eventFor(t, h.events(), audit.SessionExpired, resp.Header.Get("X-Request-Id"))
+	if ev.Event.StatusDetail != audit.ExpiryRefreshRejected || ev.Event.User.EmailAddr != "alice@example.com" {
+		t.Fatalf("session.expired: %+v", ev.Event)
+	}
+}
+
+// TestAuditEventsSurviveANATSOutageDuringLogins stops NATS for the middle
+// of 100 logins; once it is back, every login.succeeded event is in the
+// stream exactly once and in order.
+func TestAuditEventsSurviveANATSOutageDuringLogins(t *testing.T) {
+	h := newHarness(t, options{nats: true, memorySessions: true})
+	in := h.instances[0]
+	const logins = 100
+	for i := range logins {
+		switch i {
+		case 30:
+			h.nats.Stop()
+		case 70:
+			if out, _ := in.app.Publisher().Depth(); out < 40 {
+				t.Fatalf("%d events in the outbox while NATS is down, want the 40 of logins 30-69", out)
+			}
+			h.nats.Restart()
+		}
+		h.clock.Advance(time.Second) // distinct, increasing event times
+		resp, page := h.browser().login(in, "alice@example.com")
+		if resp.StatusCode != http.StatusOK || elementText(page, "user-email") != "alice@example.com" {
+			t.Fatalf("login %d: %d", i, resp.StatusCode)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := in.app.Publisher().Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.app.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, js := natstest.Connect(t, h.natsURL)
+	evs, err := audit.ReadAuditEvents(ctx, js, audit.AuditAppSubjects(testNamespace, testName), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != logins {
+		t.Fatalf("%d events in the stream, want %d", len(evs), logins)
+	}
+	seen := map[string]bool{}
+	for i, e := range evs {
+		if e.Type != audit.LoginSucceeded || seen[e.Envelope.ID] || e.MsgID != e.Envelope.ID {
+			t.Fatalf("event %d: %s %s (duplicate: %v)", i, e.Type, e.Envelope.ID, seen[e.Envelope.ID])
+		}
+		seen[e.Envelope.ID] = true
+		if i > 0 && e.Event.Time <= evs[i-1].Event.Time {
+			t.Fatalf("event %d is out of order", i)
+		}
+	}
+}
