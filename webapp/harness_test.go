@@ -67,12 +67,14 @@ type options struct {
 	accessTTL      int // minutes, default 5
 	refreshTTL     int // minutes, default Databricks'
 	config         func(i int, c *webapp.Config)
+	quiet          bool // discard logs (benchmarks)
+	root           bool // serve the apps at "/" instead of prefix
 }
 
 // harness is the Databricks emulator, optionally an embedded nats-server,
 // and app instances sharing one OAuth integration and one manual clock.
 type harness struct {
-	t         *testing.T
+	t         testing.TB
 	clock     *clock.Manual
 	emu       *emulator.Server
 	integ     emulator.Integration
@@ -89,15 +91,16 @@ type harness struct {
 
 // instance is one running App.
 type instance struct {
-	app *webapp.App
-	url string // scheme://host:port, without the prefix
-	cfg webapp.Config
-	srv *httptest.Server
+	app    *webapp.App
+	url    string // scheme://host:port, without the prefix
+	prefix string // "/chat", or "" for an app at the root
+	cfg    webapp.Config
+	srv    *httptest.Server
 }
 
-func (in *instance) at(path string) string { return in.url + prefix + path }
+func (in *instance) at(path string) string { return in.url + in.prefix + path }
 
-func newHarness(t *testing.T, o options) *harness {
+func newHarness(t testing.TB, o options) *harness {
 	t.Helper()
 	if o.instances == 0 {
 		o.instances = 1
@@ -123,6 +126,10 @@ func newHarness(t *testing.T, o options) *harness {
 		_, h.js = natstest.Connect(t, h.natsURL)
 	}
 
+	pfx := prefix
+	if o.root {
+		pfx = ""
+	}
 	// Listen first: the redirect URLs must be registered before the apps start.
 	listeners := make([]net.Listener, o.instances)
 	var redirects []string
@@ -136,7 +143,7 @@ func newHarness(t *testing.T, o options) *harness {
 		if o.tls {
 			scheme = "https"
 		}
-		redirects = append(redirects, scheme+"://"+ln.Addr().String()+prefix+"/oauth/callback")
+		redirects = append(redirects, scheme+"://"+ln.Addr().String()+pfx+"/oauth/callback")
 	}
 	h.integ, h.secret, err = emu.RegisterIntegration(emulator.Integration{
 		Name:         testNamespace + "/" + testName,
@@ -162,7 +169,7 @@ func newHarness(t *testing.T, o options) *harness {
 			RedirectURL:        redirects[i],
 			Namespace:          testNamespace,
 			Name:               testName,
-			PathPrefix:         prefix,
+			PathPrefix:         pfx + "/",
 			SessionKey:         testSessionKey,
 			TrustedProxies:     nil,
 			InsecureDevCookies: !o.tls,
@@ -171,15 +178,22 @@ func newHarness(t *testing.T, o options) *harness {
 		if o.config != nil {
 			o.config(i, &cfg)
 		}
-		h.instances = append(h.instances, h.startInstance(ln, cfg, o))
+		in := h.startInstance(ln, cfg, o)
+		in.prefix = pfx
+		h.instances = append(h.instances, in)
 	}
 	return h
 }
 
 func (h *harness) startInstance(ln net.Listener, cfg webapp.Config, o options) *instance {
 	t := h.t
+	var logs io.Writer = h.logs
+	level := slog.LevelDebug
+	if o.quiet {
+		logs, level = io.Discard, slog.LevelInfo
+	}
 	deps := webapp.Deps{
-		Logger:     slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:     slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: level})),
 		Clock:      h.clock,
 		HTTPClient: &http.Client{Transport: h.hook},
 	}
@@ -319,7 +333,7 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // browser is a cookie-jar HTTP client that signs in like a person would.
 type browser struct {
-	t      *testing.T
+	t      testing.TB
 	h      *harness
 	client *http.Client
 	// stopAt, when set, makes the client stop at (not follow) a redirect to
@@ -450,7 +464,7 @@ func (b *browser) login(in *instance, email string) (*http.Response, string) {
 func (b *browser) authorize(in *instance, loginURL, email string) *url.URL {
 	b.t.Helper()
 	resp, page := b.get(loginURL)
-	b.stopAt = prefix + "/oauth/callback"
+	b.stopAt = in.prefix + "/oauth/callback"
 	defer func() { b.stopAt = "" }()
 	resp, body := b.chooseUser(resp, page, email)
 	if resp.StatusCode != http.StatusFound {

@@ -51,6 +51,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Sessions ended without logout, by reason.",
 		}, []string{"reason"}),
 	}
+	// Series that exist from the start, so dashboards and alerts see zeros.
+	for _, o := range []string{"refreshed", "rejected", "failed", "shared"} {
+		m.refreshes.WithLabelValues(o)
+	}
+	for _, o := range []string{"completed", "failed"} {
+		m.invokeLatency.WithLabelValues(o)
+	}
+	m.logins.WithLabelValues("succeeded")
 	for _, c := range []prometheus.Collector{m.requests, m.requestDuration, m.logins, m.invocations, m.invokeLatency, m.refreshes, m.expired} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register web app metrics: %w", err)

@@ -17,28 +17,41 @@ import (
 func (a *App) routes() http.Handler {
 	mux := http.NewServeMux()
 	b := a.base
-	mux.HandleFunc("GET "+b+"/{$}", a.handleHome)
+	// route registers h for method and path, and a 405 answer (with Allow)
+	// for other methods, which the catch-all 404 page would hide otherwise.
+	route := func(method, path string, h http.HandlerFunc) {
+		mux.HandleFunc(method+" "+path, h)
+		mux.HandleFunc(path, func(w http.ResponseWriter, r *http.Request) {
+			allow := method
+			if method == http.MethodGet {
+				allow += ", HEAD"
+			}
+			w.Header().Set("Allow", allow)
+			writeJSONError(w, http.StatusMethodNotAllowed, "METHOD_NOT_ALLOWED", "Use "+method+".", 0)
+		})
+	}
+	route(http.MethodGet, b+"/{$}", a.handleHome)
 	if b != "" {
-		mux.HandleFunc("GET "+b, func(w http.ResponseWriter, r *http.Request) {
+		route(http.MethodGet, b, func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, b+"/", http.StatusMovedPermanently)
 		})
 	}
-	mux.HandleFunc("GET "+b+"/login", a.handleLogin)
-	mux.HandleFunc("GET "+b+"/oauth/callback", a.handleCallback)
-	mux.HandleFunc("POST "+b+"/logout", a.handleLogout)
-	mux.HandleFunc("POST "+b+"/summarize", a.handleSummarize)
-	mux.HandleFunc("GET "+b+"/resume", a.handleResume)
-	mux.HandleFunc("GET "+b+"/api/me", a.handleAPIMe)
-	mux.HandleFunc("POST "+b+"/api/invoke", a.handleAPIInvoke)
-	mux.HandleFunc("GET "+b+"/static/app.css", a.handleCSS)
-	mux.HandleFunc("GET "+b+"/healthz", a.handleHealthz)
-	mux.HandleFunc("GET "+b+"/readyz", a.handleReadyz)
+	route(http.MethodGet, b+"/login", a.handleLogin)
+	route(http.MethodGet, b+"/oauth/callback", a.handleCallback)
+	route(http.MethodPost, b+"/logout", a.handleLogout)
+	route(http.MethodPost, b+"/summarize", a.handleSummarize)
+	route(http.MethodGet, b+"/resume", a.handleResume)
+	route(http.MethodGet, b+"/api/me", a.handleAPIMe)
+	route(http.MethodPost, b+"/api/invoke", a.handleAPIInvoke)
+	route(http.MethodGet, b+"/static/app.css", a.handleCSS)
+	route(http.MethodGet, b+"/healthz", a.handleHealthz)
+	route(http.MethodGet, b+"/readyz", a.handleReadyz)
 	if b != "" {
-		mux.HandleFunc("GET /healthz", a.handleHealthz)
-		mux.HandleFunc("GET /readyz", a.handleReadyz)
+		route(http.MethodGet, "/healthz", a.handleHealthz)
+		route(http.MethodGet, "/readyz", a.handleReadyz)
 	}
-	metrics := promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{ErrorLog: nil})
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, r *http.Request) {
+	metrics := promhttp.HandlerFor(a.gatherer, promhttp.HandlerOpts{})
+	route(http.MethodGet, "/metrics", func(w http.ResponseWriter, r *http.Request) {
 		// Scrapers reach the task directly; a request that came through the
 		// load balancer (it adds X-Forwarded-For) does not see metrics.
 		if r.Header.Get("X-Forwarded-For") != "" {

@@ -256,3 +256,59 @@ func counterValue(t *testing.T, reg *prometheus.Registry, spec string) float64 {
 	t.Fatalf("metric %s not found", spec)
 	return 0
 }
+
+// BenchmarkPublisher measures audit publishing: Publish (what a request
+// pays) and the end-to-end rate until JetStream has stored every event,
+// with NATS embedded in the same process; and, without NATS, appending to
+// the on-disk outbox.
+func BenchmarkPublisher(b *testing.B) {
+	b.Run("jetstream", func(b *testing.B) {
+		url, _ := natstest.Start(b)
+		_, js := natstest.Connect(b, url)
+		p, err := audit.NewPublisher(audit.PublisherConfig{JetStream: js, OutboxDir: b.TempDir(), MemoryQueue: 1 << 20})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = p.Close(context.Background()) }()
+		_, ev := event(0)
+		if _, err := p.Publish(audit.Logout, ev); err != nil { // creates the stream
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := p.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.ResetTimer()
+		start := time.Now()
+		for range b.N {
+			if _, err := p.Publish(audit.Logout, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		queued := time.Since(start)
+		if err := p.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		stored := time.Since(start)
+		b.StopTimer()
+		b.ReportMetric(float64(queued.Nanoseconds())/float64(b.N), "ns/Publish")
+		b.ReportMetric(float64(b.N)/stored.Seconds(), "stored-events/s")
+	})
+	b.Run("outbox-only", func(b *testing.B) {
+		p, err := audit.NewPublisher(audit.PublisherConfig{OutboxDir: b.TempDir(), OutboxMaxBytes: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = p.Close(context.Background()) }()
+		_, ev := event(0)
+		b.ResetTimer()
+		for range b.N {
+			if _, err := p.Publish(audit.Logout, ev); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	})
+}
