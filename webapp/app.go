@@ -10,6 +10,7 @@ package webapp
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -358,7 +359,7 @@ func (a *App) Publisher() *audit.Publisher { return a.publisher }
 
 func (a *App) readRandom(b []byte) error {
 	if a.rand == nil {
-		_, err := cryptoRead(b)
+		_, err := rand.Read(b)
 		return err
 	}
 	_, err := io.ReadFull(a.rand, b)

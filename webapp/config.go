@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -247,7 +248,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 // withDefaults fills zero fields.
 func (c Config) withDefaults() Config {
 	if len(c.Scopes) == 0 {
-		c.Scopes = DefaultScopes
+		c.Scopes = slices.Clone(DefaultScopes)
 	}
 	if c.Issuer == "" {
 		c.Issuer = strings.TrimRight(c.DatabricksHost, "/") + "/oidc"
@@ -280,9 +281,13 @@ func (c Config) withDefaults() Config {
 	if c.LoginTTL <= 0 {
 		c.LoginTTL = DefaultLoginTTL
 	}
-	for i, d := range c.AllowedEmailDomains {
-		c.AllowedEmailDomains[i] = strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@"))
+	domains := make([]string, 0, len(c.AllowedEmailDomains))
+	for _, d := range c.AllowedEmailDomains {
+		domains = append(domains, strings.ToLower(strings.TrimPrefix(strings.TrimSpace(d), "@")))
 	}
+	c.AllowedEmailDomains = domains
+	c.TrustedProxies = slices.Clone(c.TrustedProxies)
+	c.SessionKey = slices.Clone(c.SessionKey)
 	return c
 }
 

@@ -2,7 +2,6 @@ package webapp
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"net"
@@ -13,8 +12,6 @@ import (
 	"strings"
 	"time"
 )
-
-var cryptoRead = rand.Read
 
 // requestInfo is what the middleware learned about a request.
 type requestInfo struct {

@@ -192,3 +192,21 @@ func TestAuditEventsSurviveANATSOutageDuringLogins(t *testing.T) {
 		}
 	}
 }
+
+func TestEmailFromSCIMWhenTheIDTokenHasNone(t *testing.T) {
+	h := newHarness(t, options{config: func(_ int, c *webapp.Config) {
+		c.Scopes = []string{"openid", "offline_access", "all-apis"} // no email, no profile claims
+	}})
+	in := h.instances[0]
+	b := h.browser()
+	resp, page := b.login(in, "bob@example.com")
+	if resp.StatusCode != http.StatusOK || elementText(page, "user-email") != "bob@example.com" || elementText(page, "user-name") != "Bob Example" {
+		t.Fatalf("login without email claims: %d\n%s", resp.StatusCode, page)
+	}
+	if id := elementText(page, "user-id"); id == "" || strings.Contains(id, "@") {
+		t.Fatalf("user id %q, want the SCIM id", id)
+	}
+	if n := h.emu.RequestCount(emulator.RouteMe); n != 1 {
+		t.Fatalf("SCIM Me called %d times, want 1", n)
+	}
+}

@@ -13,8 +13,6 @@ import (
 	"time"
 )
 
-var randRead = rand.Read
-
 // Session is what the web app keeps about a signed-in user. It lives only in
 // the store, sealed; the browser holds nothing but the random session id.
 type Session struct {
@@ -105,7 +103,7 @@ func (m *Manager) NewID() (string, error) {
 	b := make([]byte, idBytes)
 	var err error
 	if m.rand == nil {
-		_, err = randRead(b)
+		_, err = rand.Read(b)
 	} else {
 		_, err = io.ReadFull(m.rand, b)
 	}

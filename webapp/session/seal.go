@@ -4,6 +4,7 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -56,7 +57,7 @@ func (s *Sealer) Seal(plaintext, aad []byte) ([]byte, error) {
 	out[0] = sealVersion
 	nonce := out[1 : 1+ns]
 	if s.rand == nil {
-		if _, err := randRead(nonce); err != nil {
+		if _, err := rand.Read(nonce); err != nil {
 			return nil, fmt.Errorf("make nonce: %w", err)
 		}
 	} else if _, err := io.ReadFull(s.rand, nonce); err != nil {
