@@ -112,7 +112,9 @@ func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
 			t.Fatalf("login with a well-formed forged token failed: %d\n%s", resp.StatusCode, page)
 		}
 	})
-	checkNoSecrets(t, h, h.events())
+	evs := h.events()
+	checkNoSecrets(t, h, evs)
+	checkSchemas(t, evs)
 }
 
 func TestReplayedCodesAndCallbacksAreRejected(t *testing.T) {
@@ -233,5 +235,44 @@ func TestCSRFTokensAreRequired(t *testing.T) {
 	}
 	if resp, body := b.postJSON(in.at("/api/invoke"), csrf, chat); resp.StatusCode != http.StatusOK {
 		t.Fatalf("invoke with the token: %d %s", resp.StatusCode, body)
+	}
+}
+
+func TestInvocationRejectsBadBodies(t *testing.T) {
+	h := newHarness(t, options{config: func(_ int, c *webapp.Config) { c.MaxRequestBytes = 4096 }})
+	in := h.instances[0]
+	b := h.browser()
+	b.login(in, "alice@example.com")
+	csrf := b.csrf(in)
+	post := func(contentType, body string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, in.at("/api/invoke"), strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("X-CSRF-Token", csrf)
+		return b.do(req)
+	}
+	tests := []struct {
+		name, contentType, body string
+		status                  int
+		code                    string
+	}{
+		{"too large", "application/json", `{"messages":[{"role":"user","content":"` + strings.Repeat("a", 5000) + `"}]}`, http.StatusRequestEntityTooLarge, "REQUEST_TOO_LARGE"},
+		{"not JSON", "text/plain", `hello`, http.StatusUnsupportedMediaType, "UNSUPPORTED_MEDIA_TYPE"},
+		{"malformed JSON", "application/json", `{"messages":`, http.StatusBadRequest, "MALFORMED_REQUEST"},
+		{"not an object", "application/json", `["hello"]`, http.StatusBadRequest, "MALFORMED_REQUEST"},
+		{"rejected by the endpoint", "application/json", `{"messages":[]}`, http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
+		{"completions body passed through", "application/json; charset=utf-8", `{"prompt":"hello"}`, http.StatusBadRequest, "INVALID_PARAMETER_VALUE"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, body := post(tt.contentType, tt.body)
+			if resp.StatusCode != tt.status || !strings.Contains(body, `"error_code":"`+tt.code+`"`) {
+				t.Fatalf("%d %s, want %d %s", resp.StatusCode, body, tt.status, tt.code)
+			}
+		})
+	}
+	_, page := b.get(in.at("/"))
+	resp, _ := b.postForm(in.at("/summarize"), url.Values{"text": {strings.Repeat("a", 5000)}, "csrf": {csrfOf(t, page)}})
+	if resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("oversized form: %d", resp.StatusCode)
 	}
 }

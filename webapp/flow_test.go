@@ -216,6 +216,23 @@ func TestFullFlowOverTLS(t *testing.T) {
 		}
 	}
 	checkNoSecrets(t, h, evs)
+	checkSchemas(t, evs)
+}
+
+// checkSchemas validates every event the app published against the audit
+// JSON Schemas (api/audit/schemas).
+func checkSchemas(t *testing.T, evs []audit.StoredAuditEvent) {
+	t.Helper()
+	v, err := audit.NewSchemaValidator()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		raw, _ := json.Marshal(e.Envelope)
+		if err := v.ValidateCloudEvent(raw); err != nil {
+			t.Errorf("%s event does not match its schema: %v", e.Type, err)
+		}
+	}
 }
 
 // checkSessionCookie checks the attributes of the last session cookie set

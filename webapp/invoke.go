@@ -41,7 +41,7 @@ func (a *App) handleSummarize(w http.ResponseWriter, r *http.Request) {
 			a.renderError(w, r, http.StatusRequestEntityTooLarge, "err_too_large", a.cfg.MaxRequestBytes)
 			return
 		}
-		a.renderError(w, r, http.StatusBadRequest, "err_csrf")
+		a.renderError(w, r, http.StatusBadRequest, "err_bad_form")
 		return
 	}
 	text := r.PostForm.Get("text")
