@@ -66,6 +66,9 @@ type Registrar struct {
 	SecretPrefix string
 	// TokenPolicy of managed integrations; nil leaves Databricks' defaults.
 	TokenPolicy *databricks.TokenAccessPolicy
+	// InstantPropagation says integration changes reach logins at once (the
+	// dev-mode emulator); otherwise status warns for PropagationWindow.
+	InstantPropagation bool
 	// Sleep waits between verification retries of a shared integration.
 	Sleep func(context.Context, time.Duration) error
 
@@ -206,7 +209,7 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 	app.Env[appenv.ClientID] = app.OAuth.ClientID
 	app.SecretEnv[appenv.ClientSecret] = ref
 	updated, _ := time.Parse(time.RFC3339, tags[TagUpdatedAt])
-	return registered(app, updated, now), nil
+	return r.registered(app, updated, now), nil
 }
 
 func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
@@ -246,7 +249,7 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 	}
 	app.OAuth.ClientID = in.ClientID
 	app.Env[appenv.ClientID] = in.ClientID
-	return registered(app, updated, now), nil
+	return r.registered(app, updated, now), nil
 }
 
 // editRedirects reads, merges and writes an integration's redirect URLs, then
@@ -349,8 +352,8 @@ func (r *Registrar) Unregister(ctx context.Context, app *model.App, retain bool,
 	return nil
 }
 
-func registered(app *model.App, updated, now time.Time) v1.Condition {
-	if !updated.IsZero() && now.Before(updated.Add(PropagationWindow)) {
+func (r *Registrar) registered(app *model.App, updated, now time.Time) v1.Condition {
+	if !r.InstantPropagation && !updated.IsZero() && now.Before(updated.Add(PropagationWindow)) {
 		return v1.Condition{Status: v1.ConditionTrue, Reason: "RegisteredPropagating", Message: fmt.Sprintf(
 			"Redirect URL %s registered at %s; Databricks can take up to 30 minutes to apply integration changes to logins, so logins may fail until %s.",
 			app.OAuth.RedirectURL, updated.UTC().Format(time.RFC3339), updated.Add(PropagationWindow).UTC().Format(time.RFC3339))}

@@ -42,7 +42,7 @@ type Options struct {
 	NATSPort int
 	// GatewayAddr is where apps are served (servingctl dev uses 127.0.0.1:8080).
 	GatewayAddr string
-	// Runner starts app instances (the web app); required.
+	// Runner starts app instances; nil means real web apps in this process.
 	Runner local.Runner
 	// Log receives the controller's logs; nil discards them.
 	Log *slog.Logger
@@ -68,13 +68,13 @@ type Stack struct {
 
 // Start starts every component and the controller. Close stops them.
 func Start(ctx context.Context, opts Options) (*Stack, error) {
-	if opts.Runner == nil {
-		return nil, errors.New("devstack: a Runner is required")
-	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Stack{done: make(chan error, 1)}
+	if opts.Runner == nil {
+		opts.Runner = &WebAppRunner{NATS: func() *nats.Conn { return s.nc }, DataDir: opts.DataDir, Log: opts.Log}
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -125,7 +125,7 @@ func Start(ctx context.Context, opts Options) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	registrar := &oauth.Registrar{Account: account, Secrets: s.Platform, Clock: clock.Real{}, ControllerID: ControllerID}
+	registrar := &oauth.Registrar{Account: account, Secrets: s.Platform, Clock: clock.Real{}, ControllerID: ControllerID, InstantPropagation: true}
 
 	cfg := &config.Config{
 		ControllerID:   ControllerID,

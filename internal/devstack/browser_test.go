@@ -1,0 +1,123 @@
+package devstack_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+)
+
+// chromium finds the browser: $CHROMIUM, or Debian's chromium. The test fails
+// rather than skips without it: CI installs it, and a skip would hide the one
+// test that proves a real browser can log in.
+func chromium(t *testing.T) string {
+	t.Helper()
+	if p := os.Getenv("CHROMIUM"); p != "" {
+		return p
+	}
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if p, err := exec.LookPath(name); err == nil {
+			return p
+		}
+	}
+	t.Fatal("Chromium not found: install Debian's chromium (apt-get install chromium) or set $CHROMIUM; .ci/run installs it")
+	return ""
+}
+
+// TestBrowserLogsInAndSummarizes drives real Chromium: the app's home page,
+// the emulator's login page, the user card, the summarizer form and its result.
+func TestBrowserLogsInAndSummarizes(t *testing.T) {
+	exe := chromium(t)
+	s := startStack(t)
+	ctx := context.Background()
+	app := e2eApp("127.0.0.1/32", "::1/128")
+	app.Metadata.Name = "browser"
+	app.Spec.Route.PathPrefix = "/"
+	if err := s.Seed([]*v1.ServingApp{app}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Store.Apply(ctx, app); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "browser app Ready", func() bool { return phase(s, "team", "browser") == v1.PhaseReady })
+	got, _ := s.Store.Get(ctx, "team", "browser")
+	appURL := got.Status.URL
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(exe),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("no-first-run", true),
+		// Dev mode serves apps at *.localhost, which browsers resolve to loopback.
+		chromedp.Flag("host-resolver-rules", "MAP *.localhost 127.0.0.1"),
+	)
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	bctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+
+	const text = "The controller turns each ServingApp into an ECS service behind the load balancer. " +
+		"End users log in with their Databricks identity through OpenID Connect. " +
+		"Every invocation of the serving endpoint is recorded as an audit event on NATS JetStream. " +
+		"Security teams read those events to see who called which model and when."
+	var name, email, summary string
+	err := chromedp.Do(bctx,
+		chromedp.Navigate(appURL),
+		chromedp.WaitVisible(chromedp.CSS("#login")),
+		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.WaitVisible(chromedp.CSS("#login-alice")),
+		chromedp.Click(chromedp.CSS("#login-alice")),
+		chromedp.WaitVisible(chromedp.CSS("#user-name")),
+	)
+	if err == nil {
+		name, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#user-name")))
+	}
+	if err == nil {
+		email, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#user-email")))
+	}
+	if err == nil {
+		err = chromedp.Do(bctx,
+			chromedp.SetValue(chromedp.CSS("#text"), text),
+			chromedp.Click(chromedp.CSS("#summarize")),
+			chromedp.WaitVisible(chromedp.CSS("#summary")),
+		)
+	}
+	if err == nil {
+		summary, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#summary")))
+	}
+	if err == nil && (!strings.Contains(name, "Alice") || !strings.Contains(email, "alice@example.com") || len(strings.TrimSpace(summary)) < 20) {
+		err = fmt.Errorf("unexpected page content: name %q, email %q, summary %q", name, email, summary)
+	}
+	if err != nil {
+		sctx, scancel := context.WithTimeout(context.WithoutCancel(bctx), 10*time.Second)
+		defer scancel()
+		if png, serr := chromedp.Run(sctx, chromedp.FullScreenshot(90)); serr == nil {
+			dir := os.Getenv("SCREENSHOT_DIR")
+			if dir == "" {
+				dir = os.TempDir()
+			}
+			p := filepath.Join(dir, "servingapp-browser-failure.jpeg")
+			if werr := os.WriteFile(p, png, 0o644); werr == nil {
+				t.Logf("screenshot saved to %s", p)
+			}
+		}
+		t.Fatalf("browser flow: %v", err)
+	}
+	t.Logf("user card: %s <%s>; summary: %.80s…", name, email, summary)
+}
+
