@@ -120,4 +120,3 @@ func TestBrowserLogsInAndSummarizes(t *testing.T) {
 	}
 	t.Logf("user card: %s <%s>; summary: %.80s…", name, email, summary)
 }
-
