@@ -119,4 +119,9 @@ func TestBrowserLogsInAndSummarizes(t *testing.T) {
 		t.Fatalf("browser flow: %v", err)
 	}
 	t.Logf("user card: %s <%s>; summary: %.80s…", name, email, summary)
+	if dir := os.Getenv("SCREENSHOT_DIR"); dir != "" { // for people who want to look at the page
+		if png, err := chromedp.Run(bctx, chromedp.FullScreenshot(100)); err == nil {
+			_ = os.WriteFile(filepath.Join(dir, "servingapp-summary.png"), png, 0o644)
+		}
+	}
 }
