@@ -17,7 +17,7 @@
 #
 # Environment: TFVARS (default terraform/terraform.tfvars), IMAGE_TAG (same as
 # --tag), WAIT_TIMEOUT seconds (default 900), DOCKER_PLATFORM (linux/amd64).
-set -euo pipefail
+set -Eeuo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 TF_DIR="$ROOT/terraform"
@@ -46,6 +46,9 @@ die() {
 
 on_error() {
 	local rc=$1 line=$2 cmd=$3
+	# set -E hands this trap to command substitutions too: only the main shell
+	# reports, once.
+	[ "$BASHPID" = "$$" ] || exit "$rc"
 	printf '\ndeploy.sh: FAILED during "%s"\n  command (line %s, exit %s): %s\n  Fix the cause above and rerun ./deploy.sh; every step is safe to repeat.\n' \
 		"$current_step" "$line" "$rc" "$cmd" >&2
 	exit "$rc"
