@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"runtime"
 	"slices"
@@ -166,6 +167,45 @@ func BenchmarkInvocationAddedLatency(b *testing.B) {
 			b.ReportMetric(percentile(viaApp, 99), "app-p99-µs")
 			b.ReportMetric(percentile(viaApp, 50)-percentile(direct, 50), "added-p50-µs")
 			b.ReportMetric(percentile(viaApp, 99)-percentile(direct, 99), "added-p99-µs")
+		})
+	}
+}
+
+// BenchmarkAPIMeHandler calls the app's handler in process from 32
+// goroutines (no HTTP client or server), which isolates what the app spends
+// on an authenticated request: session cookie, store read (a JetStream KV
+// round trip for kv), unsealing, JSON, access log, metrics.
+func BenchmarkAPIMeHandler(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		o    options
+	}{
+		{"kv", options{nats: true, quiet: true}},
+		{"memory", options{quiet: true}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			h := newHarness(b, bc.o)
+			in := h.instances[0]
+			br := h.browser()
+			br.login(in, "alice@example.com")
+			cookie := cookieHeader(br, in)
+			handler := in.app.Handler()
+			b.SetParallelism(16)
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					req := httptest.NewRequest(http.MethodGet, in.at("/api/me"), nil)
+					req.Header.Set("Cookie", cookie)
+					rec := httptest.NewRecorder()
+					handler.ServeHTTP(rec, req)
+					if rec.Code != http.StatusOK {
+						b.Errorf("status %d", rec.Code)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 	}
 }
