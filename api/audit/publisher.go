@@ -498,9 +498,10 @@ func (p *Publisher) Flush(ctx context.Context) error {
 	}
 }
 
-// Close stops accepting events, keeps publishing until the queue is empty or
-// ctx ends, then writes what is left in memory to the outbox (for the next
-// run) and releases it.
+// Close stops accepting events, keeps publishing while NATS takes them
+// until the queue is empty or ctx ends, then writes what is left in memory
+// to the outbox (for the next run) and releases it. While NATS is
+// unreachable it does not wait: the events are in the outbox already.
 func (p *Publisher) Close(ctx context.Context) error {
 	p.mu.Lock()
 	if p.closed {
@@ -511,7 +512,7 @@ func (p *Publisher) Close(ctx context.Context) error {
 	p.mu.Unlock()
 	var flushErr error
 	if p.js != nil {
-		flushErr = p.Flush(ctx)
+		flushErr = p.drain(ctx)
 	}
 	p.cancelRun()
 	<-p.done
@@ -529,8 +530,29 @@ func (p *Publisher) Close(ctx context.Context) error {
 	if left > 0 {
 		p.log.Warn("audit events left in the outbox for the next start", "events", left)
 	}
-	if flushErr != nil && p.js != nil {
+	if flushErr != nil {
 		return fmt.Errorf("close audit publisher: %d events left in the outbox: %w", left, flushErr)
 	}
 	return nil
+}
+
+// drain waits until the queue is empty, NATS turns out unreachable, or ctx ends.
+func (p *Publisher) drain(ctx context.Context) error {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		p.mu.Lock()
+		idle, healthy := p.idle, p.healthy
+		p.mu.Unlock()
+		if !healthy {
+			return errors.New("NATS is unreachable")
+		}
+		select {
+		case <-idle:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
 }

@@ -312,3 +312,37 @@ func BenchmarkPublisher(b *testing.B) {
 		b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 	})
 }
+
+func TestPublisherClosedDuringAnOutageHandsEventsToTheNextRun(t *testing.T) {
+	url, srv := natstest.Start(t)
+	_, js := natstest.Connect(t, url)
+	dir := t.TempDir()
+	p, err := audit.NewPublisher(audit.PublisherConfig{JetStream: js, OutboxDir: dir, PublishTimeout: 200 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := p.Publish(event(0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop()
+	for i := 1; i < 20; i++ {
+		if _, err := p.Publish(event(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Close does not wait for NATS to come back (ctx would allow 30s).
+	if err := p.Close(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("close during the outage: %v (ctx: %v), want an error naming the events left", err, ctx.Err())
+	}
+	srv.Restart()
+	p2 := newPublisher(t, audit.PublisherConfig{JetStream: js, OutboxDir: dir})
+	if err := p2.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkExactlyOnceInOrder(t, readAll(t, js), 20)
+}

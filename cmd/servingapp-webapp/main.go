@@ -115,14 +115,16 @@ func serve(ctx context.Context, cfg webapp.Config, log *slog.Logger) error {
 		log.Info("shutting down")
 	case serveErr = <-served:
 	}
-	// Finish open requests (invocations may take up to InvokeTimeout), then
-	// hand the audit queue to NATS or the outbox.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// Within ECS's default 30-second stop timeout: finish open requests for
+	// up to 20 seconds, then hand the audit queue to NATS or the outbox.
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
 		log.Warn("HTTP shutdown cut open requests short", "err", err)
 	}
-	if err := app.Close(shutdownCtx); err != nil {
+	closeCtx, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelClose()
+	if err := app.Close(closeCtx); err != nil {
 		log.Warn("closing the app", "err", err)
 	}
 	if nc != nil {
