@@ -63,3 +63,45 @@ resource "aws_lb_listener" "http" {
     }
   }
 }
+
+# --- Security group: rules are separate resources so groups can refer to
+# each other without cycles. ---
+
+resource "aws_security_group" "alb" {
+  name        = "${var.name}-alb"
+  description = "servingapp app load balancer: HTTPS (and HTTP for the redirect) from alb_ingress_cidrs"
+  vpc_id      = local.vpc_id
+
+  tags = { Name = "${var.name}-alb" }
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_https" {
+  for_each          = toset(var.alb_ingress_cidrs)
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTPS"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = can(regex(":", each.value)) ? null : each.value
+  cidr_ipv6         = can(regex(":", each.value)) ? each.value : null
+}
+
+resource "aws_vpc_security_group_ingress_rule" "alb_http" {
+  for_each          = toset(var.alb_ingress_cidrs)
+  security_group_id = aws_security_group.alb.id
+  description       = "HTTP, redirected to HTTPS"
+  ip_protocol       = "tcp"
+  from_port         = 80
+  to_port           = 80
+  cidr_ipv4         = can(regex(":", each.value)) ? null : each.value
+  cidr_ipv6         = can(regex(":", each.value)) ? each.value : null
+}
+
+resource "aws_vpc_security_group_egress_rule" "alb_to_apps" {
+  security_group_id            = aws_security_group.alb.id
+  description                  = "To the web app tasks"
+  ip_protocol                  = "tcp"
+  from_port                    = 8080
+  to_port                      = 8080
+  referenced_security_group_id = aws_security_group.apps.id
+}

@@ -219,3 +219,31 @@ resource "aws_ecs_service" "controller" {
     aws_ecs_cluster_capacity_providers.this,
   ]
 }
+
+# --- Security group: nothing inbound (health checks run inside the task). ---
+
+resource "aws_security_group" "controller" {
+  name        = "${var.name}-controller"
+  description = "servingapp controller tasks: no inbound; out to HTTPS (AWS APIs, Databricks account API) and NATS"
+  vpc_id      = local.vpc_id
+
+  tags = { Name = "${var.name}-controller" }
+}
+
+resource "aws_vpc_security_group_egress_rule" "controller_https" {
+  security_group_id = aws_security_group.controller.id
+  description       = "HTTPS: ECS, ELBv2, Secrets Manager, ECR, CloudWatch Logs, Databricks"
+  ip_protocol       = "tcp"
+  from_port         = 443
+  to_port           = 443
+  cidr_ipv4         = "0.0.0.0/0"
+}
+
+resource "aws_vpc_security_group_egress_rule" "controller_nats" {
+  security_group_id            = aws_security_group.controller.id
+  description                  = "NATS clients"
+  ip_protocol                  = "tcp"
+  from_port                    = 4222
+  to_port                      = 4222
+  referenced_security_group_id = aws_security_group.nats.id
+}

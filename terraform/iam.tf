@@ -15,9 +15,13 @@
 #   nats_task           the NATS nodes: mount their EFS access point
 
 locals {
-  ecs_services_arn         = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:service/${aws_ecs_cluster.this.name}/*"
-  ecs_task_definitions_arn = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:task-definition/*:*"
-  target_groups_arn        = "arn:${local.partition}:elasticloadbalancing:${var.aws_region}:${local.account_id}:targetgroup/*/*"
+  # The controller names ECS services and task definition families
+  # "<controller id>_<namespace>_<name>" and target groups "sa-…"
+  # (controller/aws/names.go), which narrows its resources further.
+  controller_ecs_prefix    = "${replace(local.controller_id, "/[^A-Za-z0-9_-]/", "-")}_"
+  ecs_services_arn         = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:service/${aws_ecs_cluster.this.name}/${local.controller_ecs_prefix}*"
+  ecs_task_definitions_arn = "arn:${local.partition}:ecs:${var.aws_region}:${local.account_id}:task-definition/${local.controller_ecs_prefix}*:*"
+  target_groups_arn        = "arn:${local.partition}:elasticloadbalancing:${var.aws_region}:${local.account_id}:targetgroup/sa-*/*"
   # Rules of the HTTPS listener only: listener-rule/app/<lb>/<lb-id>/<listener-id>/<rule-id>.
   listener_rules_arn = "${replace(aws_lb_listener.https.arn, ":listener/", ":listener-rule/")}/*"
   app_secrets_arn    = "arn:${local.partition}:secretsmanager:${var.aws_region}:${local.account_id}:secret:${local.secret_prefix}*"

@@ -159,46 +159,9 @@ resource "aws_vpc_endpoint" "s3" {
 }
 
 # --- Security groups ------------------------------------------------------------
-# Rules are separate resources so groups can refer to each other without cycles.
-
-resource "aws_security_group" "alb" {
-  name        = "${var.name}-alb"
-  description = "servingapp app load balancer: HTTPS (and HTTP for the redirect) from alb_ingress_cidrs"
-  vpc_id      = local.vpc_id
-
-  tags = { Name = "${var.name}-alb" }
-}
-
-resource "aws_vpc_security_group_ingress_rule" "alb_https" {
-  for_each          = toset(var.alb_ingress_cidrs)
-  security_group_id = aws_security_group.alb.id
-  description       = "HTTPS"
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = can(regex(":", each.value)) ? null : each.value
-  cidr_ipv6         = can(regex(":", each.value)) ? each.value : null
-}
-
-resource "aws_vpc_security_group_ingress_rule" "alb_http" {
-  for_each          = toset(var.alb_ingress_cidrs)
-  security_group_id = aws_security_group.alb.id
-  description       = "HTTP, redirected to HTTPS"
-  ip_protocol       = "tcp"
-  from_port         = 80
-  to_port           = 80
-  cidr_ipv4         = can(regex(":", each.value)) ? null : each.value
-  cidr_ipv6         = can(regex(":", each.value)) ? each.value : null
-}
-
-resource "aws_vpc_security_group_egress_rule" "alb_to_apps" {
-  security_group_id            = aws_security_group.alb.id
-  description                  = "To the web app tasks"
-  ip_protocol                  = "tcp"
-  from_port                    = 8080
-  to_port                      = 8080
-  referenced_security_group_id = aws_security_group.apps.id
-}
+# The web apps' group lives here; the ALB's, the controller's and NATS's live
+# with their resources. Rules are separate resources so groups can refer to
+# each other without cycles.
 
 # The web app tasks the controller runs (aws.securityGroups in its config).
 resource "aws_security_group" "apps" {
@@ -229,32 +192,6 @@ resource "aws_vpc_security_group_egress_rule" "apps_https" {
 
 resource "aws_vpc_security_group_egress_rule" "apps_nats" {
   security_group_id            = aws_security_group.apps.id
-  description                  = "NATS clients"
-  ip_protocol                  = "tcp"
-  from_port                    = 4222
-  to_port                      = 4222
-  referenced_security_group_id = aws_security_group.nats.id
-}
-
-resource "aws_security_group" "controller" {
-  name        = "${var.name}-controller"
-  description = "servingapp controller tasks: no inbound; out to HTTPS (AWS APIs, Databricks account API) and NATS"
-  vpc_id      = local.vpc_id
-
-  tags = { Name = "${var.name}-controller" }
-}
-
-resource "aws_vpc_security_group_egress_rule" "controller_https" {
-  security_group_id = aws_security_group.controller.id
-  description       = "HTTPS: ECS, ELBv2, Secrets Manager, ECR, CloudWatch Logs, Databricks"
-  ip_protocol       = "tcp"
-  from_port         = 443
-  to_port           = 443
-  cidr_ipv4         = "0.0.0.0/0"
-}
-
-resource "aws_vpc_security_group_egress_rule" "controller_nats" {
-  security_group_id            = aws_security_group.controller.id
   description                  = "NATS clients"
   ip_protocol                  = "tcp"
   from_port                    = 4222

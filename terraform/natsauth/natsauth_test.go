@@ -396,7 +396,7 @@ func startCluster(t *testing.T, b *Bundle, n int) *cluster {
 		c.urls = append(c.urls, fmt.Sprintf("tls://127.0.0.1:%d", clientPorts[i]))
 	}
 	// Wait for the JetStream meta group: the first account-info answer.
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for {
 		nc, err := c.connect(b.Users[RoleController].Creds)
 		if err == nil {
