@@ -62,6 +62,11 @@ type Options struct {
 	Now func() time.Time
 	// NewUID gives object UIDs; default random (version 4) UUIDs.
 	NewUID func() string
+	// OpenExisting binds to buckets that exist without changing their
+	// configuration (creating them only when missing). Clients such as
+	// servingctl set it so they never resize the controller's 3-replica
+	// buckets to their own defaults.
+	OpenExisting bool
 	// Logger receives what the store cannot return as an error, such as a
 	// value a watcher cannot decode; default slog.Default().
 	Logger *slog.Logger
@@ -79,6 +84,23 @@ type Store struct {
 	now        func() time.Time
 	newUID     func() string
 	log        *slog.Logger
+}
+
+// openBucket creates or updates a bucket, or with existing only binds to it
+// (creating it when missing).
+func openBucket(ctx context.Context, js jetstream.JetStream, existing bool, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	if !existing {
+		return js.CreateOrUpdateKeyValue(ctx, cfg)
+	}
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return kv, err
+	}
+	kv, err = js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.KeyValue(ctx, cfg.Bucket)
+	}
+	return kv, err
 }
 
 // New creates the spec and status buckets, or updates their configuration
@@ -110,7 +132,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, err
 		s.log = slog.Default()
 	}
 	var err error
-	s.specs, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	s.specs, err = openBucket(ctx, js, opts.OpenExisting, jetstream.KeyValueConfig{
 		Bucket:      opts.SpecBucket,
 		Description: "ServingApp objects without status; the revision is the resourceVersion",
 		History:     uint8(opts.SpecHistory),
@@ -120,7 +142,7 @@ func New(ctx context.Context, js jetstream.JetStream, opts Options) (*Store, err
 	if err != nil {
 		return nil, fmt.Errorf("open store: create or update bucket %s: %w", opts.SpecBucket, err)
 	}
-	s.status, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	s.status, err = openBucket(ctx, js, opts.OpenExisting, jetstream.KeyValueConfig{
 		Bucket:      opts.StatusBucket,
 		Description: "ServingApp status, written by the controller",
 		History:     1,

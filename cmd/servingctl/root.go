@@ -168,7 +168,9 @@ func (c *cli) connect(ctx context.Context) (*conn, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	st, err := store.New(sctx, js, c.storeOptions)
+	opts := c.storeOptions
+	opts.OpenExisting = true // never resize the controller's buckets
+	st, err := store.New(sctx, js, opts)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("open the API store at %s: %w", url, err)
