@@ -15,7 +15,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -56,6 +55,9 @@ type Platform struct {
 type appState struct {
 	uid       string
 	instances []*instance
+	// scaled is the desired count the autoscaler set with SetDesiredCount
+	// (scale.go); 0 until it does.
+	scaled int32
 }
 
 type instance struct {
@@ -143,8 +145,12 @@ func (p *Platform) desiredCount(app *model.App, running int) int32 {
 	if !app.Autoscaled {
 		return app.Replicas
 	}
-	// While autoscaling owns the count, keep what runs within the bounds.
+	// While autoscaling owns the count: the autoscaler's, else what runs,
+	// within the bounds.
 	n := int32(running)
+	if scaled := p.scaledCount(app.Ref); scaled > 0 {
+		n = scaled
+	}
 	return max(app.MinReplicas, min(n, app.MaxReplicas))
 }
 
@@ -289,16 +295,6 @@ func (p *Platform) Delete(ctx context.Context, app *model.App, obs *model.Observ
 	}
 	p.Secrets.DeleteOwned(app.Ref.String())
 	return nil
-}
-
-// SetBlocked replaces the addresses the gateway refuses for app (lockout).
-func (p *Platform) SetBlocked(app model.Ref, blocked []netip.Addr) error {
-	r, ok := p.Gateway.Route(app.String())
-	if !ok {
-		return fmt.Errorf("block addresses for %s: no route", app)
-	}
-	r.Blocked = blocked
-	return p.Gateway.SetRoute(r)
 }
 
 // Shutdown stops every instance, for a clean exit of dev mode.

@@ -179,7 +179,7 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	}
 
 	// Lockout blocks one address.
-	if err := p.SetBlocked(m.Ref, []netip.Addr{netip.MustParseAddr("127.0.0.1")}); err != nil {
+	if err := p.SetBlocked(context.Background(), m.Ref, []netip.Addr{netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
 	if code, _ := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 403 {

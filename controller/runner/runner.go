@@ -27,6 +27,7 @@ import (
 	"github.com/servingapp/servingapp/controller"
 	"github.com/servingapp/servingapp/controller/config"
 	"github.com/servingapp/servingapp/controller/model"
+	"github.com/servingapp/servingapp/controller/usage"
 	"github.com/servingapp/servingapp/internal/clock"
 )
 
@@ -107,6 +108,26 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 		opts.Orphans = oc
 		opts.Recorder = gcRecorder{rec}
 	}
+	// The audit consumer (status.usage; autoscaling and lockout when the
+	// platform can) runs while this controller leads; see controller/usage.
+	var ctrl *controller.Controller
+	scaler, _ := d.Platform.(usage.Scaler)
+	blocker, _ := d.Platform.(usage.Blocker)
+	usageEngine, err := usage.New(usage.Options{
+		JetStream: js, Store: st, Recorder: rec, Scaler: scaler, Blocker: blocker,
+		Requeue: func(app model.Ref) { // reconcile soon after a scale
+			if q := ctrl.Queue(); q != nil {
+				q.Add(app.Key(), controller.PriorityChange)
+			}
+		},
+		Clock: d.Clock, Log: d.Log, Registerer: d.Registry, Replicas: cfg.Streams.Replicas,
+	})
+	if err != nil {
+		return err
+	}
+	runUsage := usageEngine.OnLeadership(ctx)
+	defer runUsage(false)
+
 	var leading atomic.Bool
 	if !cfg.LeaderElection.Disabled {
 		kv, err := js.CreateOrUpdateKeyValue(setupCtx, jetstream.KeyValueConfig{
@@ -122,12 +143,15 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 			Clock: d.Clock, Log: d.Log,
 			LeaseTTL: cfg.LeaderElection.LeaseTTL.Duration, RenewEvery: cfg.LeaderElection.RenewEvery.Duration,
 			RenewDeadline: cfg.LeaderElection.RenewDeadline.Duration,
-			OnChange:      leading.Store,
+			OnChange:      func(l bool) { leading.Store(l); runUsage(l) },
 		}
 	} else {
 		leading.Store(true)
 	}
-	ctrl := controller.New(st, reconciler, opts)
+	ctrl = controller.New(st, reconciler, opts)
+	if cfg.LeaderElection.Disabled {
+		runUsage(true)
+	}
 
 	srv := &http.Server{Handler: healthMux(d, &leading), ReadHeaderTimeout: 5 * time.Second}
 	ln := d.Listener
