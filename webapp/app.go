@@ -226,7 +226,9 @@ func (a *App) openPublisher(reg prometheus.Registerer) (*audit.Publisher, error)
 		if i > 1 {
 			candidate = dir + "-" + strconv.Itoa(i)
 		}
+		stream := audit.AuditStreamConfig(audit.StreamOptions{Replicas: a.cfg.NATSReplicas})
 		p, err := audit.NewPublisher(audit.PublisherConfig{
+			Stream:         &stream,
 			JetStream:      a.js,
 			OutboxDir:      candidate,
 			OutboxMaxBytes: a.cfg.AuditOutboxMaxBytes,
@@ -295,8 +297,9 @@ func (a *App) initOnce(ctx context.Context) error {
 	}
 	if a.sessions.Load() == nil {
 		store, err := session.OpenKVStore(ctx, a.js, session.KVConfig{
-			Bucket: session.BucketName(a.cfg.Namespace, a.cfg.Name),
-			TTL:    a.cfg.SessionTTL,
+			Bucket:   session.BucketName(a.cfg.Namespace, a.cfg.Name),
+			TTL:      a.cfg.SessionTTL,
+			Replicas: a.cfg.NATSReplicas,
 		})
 		if err != nil {
 			return err

@@ -59,6 +59,10 @@ type Config struct {
 	// connection in Deps; New ignores them.
 	NATSURL   string
 	NATSCreds string
+	// NATSReplicas is the replica count of the session bucket and the audit
+	// stream when the app has to create them (existing ones are kept as
+	// they are); zero means 1.
+	NATSReplicas int
 	// SessionKey is the 32-byte key that seals session records and cookies.
 	SessionKey []byte
 	// SessionTTL is the absolute session lifetime; zero means DefaultSessionTTL.
@@ -153,6 +157,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		PathPrefix:      get(appenv.PathPrefix),
 		NATSURL:         get(appenv.NATSURL),
 		NATSCreds:       get(appenv.NATSCreds),
+		NATSReplicas:    int(integer(appenv.NATSReplicas, 1)),
 		SessionTTL:      duration(appenv.SessionTTL, DefaultSessionTTL),
 		IdleTimeout:     duration(appenv.SessionIdleTimeout, DefaultIdleTimeout),
 		ListenAddr:      get(appenv.ListenAddr),
@@ -378,6 +383,9 @@ func (c Config) problems(fromEnv bool) []string {
 	}
 	if c.SessionTTL > 0 && c.SessionTTL < time.Minute {
 		bad(appenv.SessionTTL, "SessionTTL", "%s is shorter than a minute", c.SessionTTL)
+	}
+	if c.NATSReplicas < 0 || c.NATSReplicas > 5 {
+		bad(appenv.NATSReplicas, "NATSReplicas", "%d is not between 1 and 5", c.NATSReplicas)
 	}
 	if c.MaxRequestBytes < 0 || c.MaxTokens < 0 || c.InvokeTimeout < 0 {
 		out = append(out, "MaxRequestBytes, MaxTokens and InvokeTimeout must not be negative")

@@ -52,4 +52,5 @@ const (
 	AuditOutboxDir      = Prefix + "AUDIT_OUTBOX_DIR"       // directory of the on-disk audit outbox
 	AuditOutboxMaxBytes = Prefix + "AUDIT_OUTBOX_MAX_BYTES" // outbox bound, default 67108864
 	LogLevel            = Prefix + "LOG_LEVEL"              // debug, info (default), warn or error
+	NATSReplicas        = Prefix + "NATS_REPLICAS"          // replicas of the session bucket and audit stream if the app creates them, default 1
 )

@@ -16,7 +16,8 @@ type KVConfig struct {
 	// TTL is how long a record lives after its last write; set it to the
 	// absolute session lifetime, which bounds every record's use anyway.
 	TTL time.Duration
-	// Replicas is 1 in dev mode, 3 in production; zero means 1.
+	// Replicas of a bucket this store creates: 1 in dev mode, 3 in
+	// production; zero means 1. An existing bucket keeps its own.
 	Replicas int
 }
 
@@ -33,22 +34,45 @@ type KVStore struct {
 	kv jetstream.KeyValue
 }
 
-// OpenKVStore creates the bucket if it is missing (or updates its TTL and
-// replicas) and returns a store on it.
+// OpenKVStore opens the bucket, creating it when it is missing. An existing
+// bucket keeps its replicas and other settings (an operator or the
+// controller may have made it R3); only a TTL shorter than cfg.TTL is
+// raised, so no session outlives its record.
 func OpenKVStore(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*KVStore, error) {
 	if cfg.Replicas == 0 {
 		cfg.Replicas = 1
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      cfg.Bucket,
-		Description: "servingapp web app sessions (encrypted)",
-		History:     1,
-		TTL:         cfg.TTL,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-	})
+	kv, err := js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket:      cfg.Bucket,
+			Description: "servingapp web app sessions (encrypted)",
+			History:     1,
+			TTL:         cfg.TTL,
+			Storage:     jetstream.FileStorage,
+			Replicas:    cfg.Replicas,
+		})
+		if errors.Is(err, jetstream.ErrBucketExists) {
+			kv, err = js.KeyValue(ctx, cfg.Bucket) // another replica was quicker
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("open session bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read session bucket %s: %w", cfg.Bucket, err)
+	}
+	if ttl := st.TTL(); ttl != 0 && ttl < cfg.TTL {
+		bs, ok := st.(*jetstream.KeyValueBucketStatus)
+		if !ok {
+			return nil, fmt.Errorf("read session bucket %s: unexpected status type %T", cfg.Bucket, st)
+		}
+		bc := bs.Config()
+		bc.TTL = cfg.TTL
+		if kv, err = js.UpdateKeyValue(ctx, bc); err != nil {
+			return nil, fmt.Errorf("raise the TTL of session bucket %s to %s: %w", cfg.Bucket, cfg.TTL, err)
+		}
 	}
 	return &KVStore{kv: kv}, nil
 }

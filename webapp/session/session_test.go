@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/servingapp/servingapp/internal/natstest"
 	"github.com/servingapp/servingapp/webapp/session"
 )
@@ -156,5 +158,35 @@ func TestSealerRejectsTamperingAndOtherPurposes(t *testing.T) {
 	}
 	if _, err := session.NewSealer([]byte("short"), "x", nil); err == nil {
 		t.Fatal("short key accepted")
+	}
+}
+
+func TestOpenKVStoreKeepsAnExistingBucketButRaisesItsTTL(t *testing.T) {
+	url, _ := natstest.Start(t)
+	_, js := natstest.Connect(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bucket := session.BucketName("ns", "premade")
+	if _, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: bucket, Description: "made by the operator", TTL: time.Minute, History: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := session.OpenKVStore(ctx, js, session.KVConfig{Bucket: bucket, TTL: time.Hour, Replicas: 1}); err != nil {
+		t.Fatal(err)
+	}
+	kv, _ := js.KeyValue(ctx, bucket)
+	st, err := kv.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.(*jetstream.KeyValueBucketStatus).Config()
+	if cfg.TTL != time.Hour || cfg.Description != "made by the operator" {
+		t.Fatalf("bucket after open: TTL %s, description %q", cfg.TTL, cfg.Description)
+	}
+	// A longer TTL is left alone.
+	if _, err := session.OpenKVStore(ctx, js, session.KVConfig{Bucket: bucket, TTL: time.Minute}); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := kv.Status(ctx); st.TTL() != time.Hour {
+		t.Fatalf("TTL lowered to %s", st.TTL())
 	}
 }
