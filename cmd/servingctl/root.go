@@ -168,9 +168,9 @@ func (c *cli) connect(ctx context.Context) (*conn, error) {
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	opts := c.storeOptions
-	opts.OpenExisting = true // never resize the controller's buckets
-	st, err := store.New(sctx, js, opts)
+	so := c.storeOptions
+	so.OpenExisting = true // never resize the controller's buckets
+	st, err := store.New(sctx, js, so)
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("open the API store at %s: %w", url, err)
