@@ -59,6 +59,7 @@ type Config struct {
 	// connection in Deps; New ignores them.
 	NATSURL   string
 	NATSCreds string
+	NATSCA    string
 	// NATSReplicas is the replica count of the session bucket and the audit
 	// stream when the app has to create them (existing ones are kept as
 	// they are); zero means 1.
@@ -157,6 +158,7 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		PathPrefix:      get(appenv.PathPrefix),
 		NATSURL:         get(appenv.NATSURL),
 		NATSCreds:       get(appenv.NATSCreds),
+		NATSCA:          get(appenv.NATSCA),
 		NATSReplicas:    int(integer(appenv.NATSReplicas, 1)),
 		SessionTTL:      duration(appenv.SessionTTL, DefaultSessionTTL),
 		IdleTimeout:     duration(appenv.SessionIdleTimeout, DefaultIdleTimeout),

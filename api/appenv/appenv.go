@@ -22,7 +22,8 @@ const (
 	AppName             = Prefix + "APP_NAME"              // metadata.name
 	PathPrefix          = Prefix + "PATH_PREFIX"           // spec.route.pathPrefix
 	NATSURL             = Prefix + "NATS_URL"              // NATS servers for sessions and audit
-	NATSCreds           = Prefix + "NATS_CREDS"            // optional NATS credentials (from Secrets Manager)
+	NATSCreds           = Prefix + "NATS_CREDS"            // optional NATS credentials: .creds content (from Secrets Manager) or a file path
+	NATSCA              = Prefix + "NATS_CA"               // optional PEM of the CA that signed the NATS servers' certificates
 	SessionKey          = Prefix + "SESSION_KEY"           // 32-byte key, base64, from Secrets Manager
 	SessionTTL          = Prefix + "SESSION_TTL"           // absolute session lifetime, Go duration
 	AllowedEmailDomains = Prefix + "ALLOWED_EMAIL_DOMAINS" // comma-separated login policy

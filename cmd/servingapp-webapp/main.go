@@ -7,6 +7,7 @@
 //
 //	servingapp-webapp              serve on SERVINGAPP_LISTEN_ADDR (default :8080)
 //	servingapp-webapp healthcheck  GET /healthz of the local listener; exit 0 when healthy, 1 otherwise
+//	servingapp-webapp --version    print the version
 package main
 
 import (
@@ -27,8 +28,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/servingapp/servingapp/api/appenv"
+	"github.com/servingapp/servingapp/internal/natsconn"
 	"github.com/servingapp/servingapp/webapp"
 )
+
+// version is stamped at build time: -ldflags "-X main.version=1.2.3".
+var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -42,8 +47,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch {
 	case len(args) == 1 && args[0] == "healthcheck":
 		return healthcheck(getenv, stderr)
+	case len(args) == 1 && (args[0] == "--version" || args[0] == "version"):
+		fmt.Fprintln(stdout, "servingapp-webapp", version)
+		return 0
 	case len(args) > 0:
-		fmt.Fprintf(stderr, "usage: servingapp-webapp [healthcheck]\n")
+		fmt.Fprintf(stderr, "usage: servingapp-webapp [healthcheck | --version]\n")
 		return 2
 	}
 	cfg, err := webapp.ConfigFromEnv(getenv)
@@ -74,10 +82,11 @@ func serve(ctx context.Context, cfg webapp.Config, log *slog.Logger) error {
 			}),
 			nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "server", c.ConnectedUrlRedacted()) }),
 		}
-		if cfg.NATSCreds != "" {
-			opts = append(opts, nats.UserCredentials(cfg.NATSCreds))
+		auth, err := natsconn.Options(cfg.NATSCreds, cfg.NATSCA)
+		if err != nil {
+			return err
 		}
-		var err error
+		opts = append(opts, auth...)
 		if nc, err = nats.Connect(cfg.NATSURL, opts...); err != nil {
 			return fmt.Errorf("connect to NATS: %w", err)
 		}
@@ -107,7 +116,7 @@ func serve(ctx context.Context, cfg webapp.Config, log *slog.Logger) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	log.Info("servingapp-webapp listening", "addr", ln.Addr().String())
+	log.Info("servingapp-webapp listening", "addr", ln.Addr().String(), "version", version)
 
 	var serveErr error
 	select {

@@ -58,6 +58,9 @@ type NATS struct {
 	AppURL string `json:"appUrl,omitempty"`
 	// AppCredsSecret is the Secrets Manager name or ARN of the web apps' NATS credentials.
 	AppCredsSecret string `json:"appCredsSecret,omitempty"`
+	// AppCA is the PEM of the CA that signed the NATS servers' certificates,
+	// handed to the web apps (SERVINGAPP_NATS_CA).
+	AppCA string `json:"appCA,omitempty"`
 }
 
 // LeaderElection configures the KV lease.

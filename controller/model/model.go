@@ -101,6 +101,8 @@ type Config struct {
 	Port int
 	// AppNATSURL is handed to the web apps for sessions and audit events.
 	AppNATSURL string
+	// AppNATSCA is the PEM of the NATS servers' CA, handed to the web apps.
+	AppNATSCA string
 	// TrustedProxies are the CIDRs whose X-Forwarded-* headers the web apps believe.
 	TrustedProxies []string
 	// HostOverrideSuffix, when set, serves every app at
@@ -212,6 +214,9 @@ func Build(app *v1.ServingApp, cfg Config) (*App, error) {
 	m.Env[appenv.SessionTTL] = s.Session.TTL.String()
 	if cfg.AppNATSURL != "" {
 		m.Env[appenv.NATSURL] = cfg.AppNATSURL
+	}
+	if cfg.AppNATSCA != "" {
+		m.Env[appenv.NATSCA] = cfg.AppNATSCA
 	}
 	if s.Identity != nil && len(s.Identity.AllowedEmailDomains) > 0 {
 		m.Env[appenv.AllowedEmailDomains] = strings.Join(s.Identity.AllowedEmailDomains, ",")

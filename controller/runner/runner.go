@@ -54,6 +54,7 @@ func ModelConfig(cfg *config.Config) model.Config {
 		AppDomain:      cfg.AppDomain,
 		Scheme:         "https",
 		AppNATSURL:     cfg.NATS.AppURL,
+		AppNATSCA:      cfg.NATS.AppCA,
 		TrustedProxies: cfg.TrustedProxies,
 		ExtraTags:      cfg.AWS.ExtraTags,
 	}
