@@ -1,0 +1,160 @@
+package aws
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+
+	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/servingapp/servingapp/api/appenv"
+	"github.com/servingapp/servingapp/api/audit"
+	"github.com/servingapp/servingapp/api/store"
+	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+	"github.com/servingapp/servingapp/controller"
+	"github.com/servingapp/servingapp/controller/model"
+	"github.com/servingapp/servingapp/controller/oauth"
+	"github.com/servingapp/servingapp/internal/awsemu"
+	"github.com/servingapp/servingapp/internal/databricks"
+	"github.com/servingapp/servingapp/internal/databricks/emulator"
+	"github.com/servingapp/servingapp/internal/natstest"
+)
+
+// TestReconcilerRunsAppsOnAWSFromStoreToDeletion drives the controller's
+// reconciler with the real store (embedded NATS), the OAuth registrar
+// against the Databricks emulator with this platform as its secret store,
+// and this platform against the AWS emulator: apply, Ready, delete.
+func TestReconcilerRunsAppsOnAWSFromStoreToDeletion(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	url, _ := natstest.Start(t)
+	_, js := natstest.Connect(t, url)
+	st := must(store.New(ctx, js, store.Options{}))(t)
+	if err := audit.EnsureStreams(ctx, js, audit.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Shutdown(context.Background()) })
+	account := must(databricks.NewAccountClient(databricks.AccountConfig{
+		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
+	}))(t)
+	reg := prometheus.NewRegistry()
+	p := e.platformWith(func(o *Options) { o.Registerer = reg })
+	registrar := &oauth.Registrar{Account: account, Secrets: p, Clock: e.clk, ControllerID: testController, SecretPrefix: "servingapp/"}
+	rec := &controller.StreamRecorder{JS: js, Log: slog.New(slog.DiscardHandler), Clock: e.clk, ControllerID: testController}
+	r := &controller.Reconciler{Store: st, Platform: p, Registrar: registrar, Recorder: rec, Config: modelConfig(), Clock: e.clk}
+
+	a := spec("e2e", func(s *v1.ServingApp) {
+		s.Metadata = v1.ObjectMeta{Name: "e2e", Namespace: "team"}
+		s.Spec.Allowlist = cidrs(4)
+	})
+	if _, _, err := st.Apply(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	converge := func(key string) {
+		t.Helper()
+		var last error
+		for range 12 {
+			res, err := r.Reconcile(ctx, key)
+			if err == nil && res.RequeueAfter == 0 {
+				return
+			}
+			last = err
+			e.later()
+		}
+		t.Fatalf("%s did not converge: %v", key, last)
+	}
+	converge("team.e2e")
+	status, _, err := st.GetStatus(ctx, "team", "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status.Phase != v1.PhaseReady || status.Resources.ServiceARN == "" || status.Resources.TargetGroupARN == "" ||
+		len(status.Resources.RuleARNs) != 2 || len(status.Resources.SecretARNs) != 2 || status.Resources.OAuthIntegrationID == "" {
+		t.Fatalf("status = %s %q resources %+v", status.Phase, status.Message, status.Resources)
+	}
+	if status.Replicas.Running != 2 {
+		t.Errorf("replicas %+v", status.Replicas)
+	}
+
+	// The client secret the registrar stored through the platform is in
+	// Secrets Manager, tagged, and reaches the container as a secret.
+	name := "servingapp/team/e2e/oauth-client-secret"
+	sec := must(e.raw.sm.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: awssdk.String(name)}))(t)
+	tags := smTags(sec.Tags)
+	if tags["servingapp.io/managed-by"] != testController || tags[oauth.TagIntegrationID] != status.Resources.OAuthIntegrationID {
+		t.Errorf("client secret tags %v", tags)
+	}
+	td := must(e.raw.ecs.DescribeTaskDefinition(ctx, &ecs.DescribeTaskDefinitionInput{TaskDefinition: awssdk.String(status.Resources.TaskDefinitionARN)}))(t)
+	found := false
+	for _, s := range td.TaskDefinition.ContainerDefinitions[0].Secrets {
+		if awssdk.ToString(s.Name) == appenv.ClientSecret && awssdk.ToString(s.ValueFrom) == awssdk.ToString(sec.ARN) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the container does not get %s from %s", appenv.ClientSecret, awssdk.ToString(sec.ARN))
+	}
+
+	// A resync of a Ready app changes nothing in AWS.
+	e.later()
+	before := e.srv.Calls()
+	converge("team.e2e")
+	if m := e.srv.Calls().Since(before).Mutating(); m != 0 {
+		t.Errorf("resync made %d mutating AWS calls", m)
+	}
+
+	// Every AWS call was counted in the metrics, by service, operation and outcome.
+	counted := map[string]float64{}
+	families := must(reg.Gather())(t)
+	for _, f := range families {
+		if f.GetName() != "servingapp_aws_calls_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			counted[label(m, "service")+"/"+label(m, "operation")] += m.GetCounter().GetValue()
+		}
+	}
+	for _, want := range []string{"ecs/CreateService", "ecs/DescribeServices", "elasticloadbalancing/CreateRule", "secretsmanager/CreateSecret", "secretsmanager/ListSecrets"} {
+		if counted[want] == 0 {
+			t.Errorf("no %s calls counted: %v", want, counted)
+		}
+	}
+
+	// Delete: the finalizer runs Platform.Delete, then the object goes.
+	if _, err := st.Delete(ctx, "team", "e2e"); err != nil {
+		t.Fatal(err)
+	}
+	converge("team.e2e")
+	if _, err := st.Get(ctx, "team", "e2e"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the app is still in the store: %v", err)
+	}
+	if got := e.inventory(p, model.Ref{Namespace: "team", Name: "e2e"}); got != (inventory{}) {
+		t.Errorf("after deletion: %+v", got)
+	}
+	sec = must(e.raw.sm.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: awssdk.String(name)}))(t)
+	if sec.DeletedDate == nil {
+		t.Error("the client secret is not scheduled for deletion")
+	}
+	if n := e.srv.Calls().Outcome(awsemu.OutcomeServerError); n != 0 {
+		t.Errorf("%d server errors", n)
+	}
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
