@@ -69,6 +69,7 @@ func (c *cli) auditTailCommand() *cobra.Command {
 				return err
 			}
 			q.follow = follow
+			q.envelopeOnly = output != "table"
 			js, closeConn, err := c.connectAudit(cmd.Context())
 			if err != nil {
 				return err
@@ -130,6 +131,7 @@ A summary goes to standard error.`,
 			if q.until.IsZero() {
 				q.until = now
 			}
+			q.envelopeOnly = true
 			if !q.since.IsZero() && !q.until.After(q.since) {
 				return usagef("--until %s is not after --since %s", q.until.Format(time.RFC3339), q.since.Format(time.RFC3339))
 			}

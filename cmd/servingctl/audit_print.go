@@ -16,12 +16,14 @@ import (
 const auditRowFormat = "%-24s  %-28s  %-20s  %-26s  %-15s  %-7s  %s\n"
 
 // auditWriter prints audit records as a table, CloudEvents JSON lines
-// (json) or OCSF JSON lines (ocsf). It buffers while more records are
-// waiting and flushes when the reader has caught up.
+// (json) or OCSF JSON lines (ocsf). It flushes the first record at once,
+// then buffers while more records are waiting and flushes when the reader
+// has caught up.
 type auditWriter struct {
-	w      *bufio.Writer
-	format string
-	header bool
+	w       *bufio.Writer
+	format  string
+	header  bool
+	flushed bool
 }
 
 func newAuditWriter(w io.Writer, format string) *auditWriter {
@@ -51,9 +53,10 @@ func (a *auditWriter) write(r auditRecord, more bool) error {
 			time.UnixMilli(ev.Time).UTC().Format("2006-01-02T15:04:05.000Z"),
 			app.Namespace+"/"+app.Name, r.typ, orDash(principalName(ev)), orDash(src), orDash(ev.Status), orDash(auditDetail(r.typ, ev)))
 	}
-	if more {
+	if more && a.flushed {
 		return nil
 	}
+	a.flushed = true
 	return a.w.Flush()
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -24,6 +25,9 @@ type auditQuery struct {
 	user string
 	// follow keeps reading new events after the replay until ctx ends.
 	follow bool
+	// envelopeOnly skips decoding the data (json and ocsf output without
+	// --user need only the envelope), which nearly doubles export speed.
+	envelopeOnly bool
 }
 
 // auditRecord is one audit event read back from the stream.
@@ -100,9 +104,9 @@ func readAudit(ctx context.Context, js jetstream.JetStream, q auditQuery, emit f
 			return n, nil
 		}
 		done := !q.follow && (meta.NumPending == 0 || meta.Sequence.Stream >= last)
-		env, typ, ev, err := audit.DecodeAuditEvent(m.Data())
-		if err == nil && q.matchUser(ev) {
-			if err := emit(auditRecord{raw: m.Data(), env: env, typ: typ, event: ev}, meta.NumPending > 0 && !done); err != nil {
+		r, err := q.decode(m.Data())
+		if err == nil && q.matchUser(r.event) {
+			if err := emit(r, meta.NumPending > 0 && !done); err != nil {
 				return n, err
 			}
 			n++
@@ -111,6 +115,24 @@ func readAudit(ctx context.Context, js jetstream.JetStream, q auditQuery, emit f
 			return n, nil
 		}
 	}
+}
+
+// decode reads a message of the stream; messages that are not audit
+// events give an error.
+func (q auditQuery) decode(data []byte) (auditRecord, error) {
+	if !q.envelopeOnly || q.user != "" {
+		env, typ, ev, err := audit.DecodeAuditEvent(data)
+		return auditRecord{raw: data, env: env, typ: typ, event: ev}, err
+	}
+	var env audit.CloudEvent
+	if err := json.Unmarshal(data, &env); err != nil {
+		return auditRecord{}, err
+	}
+	short, ok := strings.CutPrefix(env.Type, audit.AuditEventTypePrefix)
+	if typ := audit.EventType(short); ok && typ.Valid() {
+		return auditRecord{raw: data, env: env, typ: typ}, nil
+	}
+	return auditRecord{}, audit.ErrNotAuditEvent
 }
 
 func (q auditQuery) matchUser(ev audit.AuditEvent) bool {
