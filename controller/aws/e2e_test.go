@@ -157,4 +157,3 @@ func label(m *dto.Metric, name string) string {
 	}
 	return ""
 }
-

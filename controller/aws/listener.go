@@ -3,6 +3,7 @@ package aws
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"maps"
 	"net/netip"
 	"slices"
@@ -19,8 +20,11 @@ import (
 	"github.com/servingapp/servingapp/internal/clock"
 )
 
-// ELBv2 limits of the API itself.
+// ELBv2 limits of the API itself, and the default quotas of an ALB.
 const (
+	defaultRuleQuota        = 100
+	defaultTargetGroupQuota = 100
+
 	tagsPerDescribe = 20  // DescribeTags, AddTags, RemoveTags ARNs per call
 	rulesPageSize   = 400 // DescribeRules and DescribeTargetGroups page size
 )
@@ -122,6 +126,7 @@ type quotas struct {
 type listenerCache struct {
 	c        clients
 	clk      clock.Clock
+	log      *slog.Logger
 	listener string
 	maxAge   time.Duration
 	tagAge   time.Duration
@@ -140,8 +145,8 @@ type tagEntry struct {
 	at   time.Time
 }
 
-func newListenerCache(c clients, clk clock.Clock, listener string, maxAge, tagAge time.Duration) *listenerCache {
-	return &listenerCache{c: c, clk: clk, listener: listener, maxAge: maxAge, tagAge: tagAge, tags: map[string]tagEntry{}}
+func newListenerCache(c clients, clk clock.Clock, log *slog.Logger, listener string, maxAge, tagAge time.Duration) *listenerCache {
+	return &listenerCache{c: c, clk: clk, log: log, listener: listener, maxAge: maxAge, tagAge: tagAge, tags: map[string]tagEntry{}}
 }
 
 func (l *listenerCache) freshLocked() bool {
@@ -381,10 +386,18 @@ func (l *listenerCache) quotas(ctx context.Context) (quotas, error) {
 	if !q.at.IsZero() && l.clk.Now().Sub(q.at) < time.Hour {
 		return q, nil
 	}
-	q = quotas{rules: 100, targetGroups: 100, at: l.clk.Now()}
+	q = quotas{rules: defaultRuleQuota, targetGroups: defaultTargetGroupQuota, at: l.clk.Now()}
 	p := elb.NewDescribeAccountLimitsPaginator(l.c.elb, &elb.DescribeAccountLimitsInput{})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
+		if isCode(err, "AccessDenied", "AccessDeniedException") {
+			// Without elasticloadbalancing:DescribeAccountLimits the AWS
+			// defaults stand; a raised quota then shows only as AWS accepting
+			// more than the check would.
+			l.log.Warn("cannot read the load balancer quotas (elasticloadbalancing:DescribeAccountLimits denied); checking against the AWS defaults",
+				"rules", defaultRuleQuota, "targetGroups", defaultTargetGroupQuota)
+			break
+		}
 		if err != nil {
 			return quotas{}, classify("read load balancer quotas", err)
 		}

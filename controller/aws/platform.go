@@ -81,7 +81,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Platform, error) {
 		p.rand = rand.Reader
 	}
 	p.services = newServiceCache(opts.Clock, opts.ServiceMaxAge, p.describeServices)
-	p.listener = newListenerCache(c, opts.Clock, cfg.ListenerARN, opts.SnapshotMaxAge, opts.TagMaxAge)
+	p.listener = newListenerCache(c, opts.Clock, opts.Log, cfg.ListenerARN, opts.SnapshotMaxAge, opts.TagMaxAge)
 	p.secrets = newSecretCache(c, opts.Clock, cfg.SecretPrefix, opts.SnapshotMaxAge)
 	return p, nil
 }
