@@ -668,7 +668,7 @@ func (t *term) tick(ctx context.Context) error {
 func (t *term) autoscale(ctx context.Context, s *v1.ServingApp, now time.Time) {
 	o := t.e.opts
 	p, ok := scalePolicy(s)
-	if !ok || o.Scaler == nil {
+	if !ok || o.Scaler == nil || s.Metadata.DeletionTimestamp != nil {
 		return
 	}
 	a := t.app(s.Metadata.Namespace, s.Metadata.Name)
@@ -685,10 +685,14 @@ func (t *term) autoscale(ctx context.Context, s *v1.ServingApp, now time.Time) {
 	if d.To != d.From || !a.scaleAsserted {
 		if err := o.Scaler.SetDesiredCount(ctx, ref, d.To); err != nil {
 			t.e.m.failures.WithLabelValues("set_desired_count").Inc()
-			rec.Warning(ctx, "ScaleFailed", fmt.Sprintf("setting the desired count to %d failed (retrying): %v; %s", d.To, err, d.Message()))
+			if !a.scaleFailing { // one event per failing streak; the log has every attempt
+				rec.Warning(ctx, "ScaleFailed", fmt.Sprintf("setting the desired count to %d failed (retrying every %s): %v; %s", d.To, o.ScaleInterval, err, d.Message()))
+			}
+			o.Log.Warn("set desired count; retrying", "app", ref.String(), "desired", d.To, "error", err)
+			a.scaleFailing = true
 			return
 		}
-		a.scaleAsserted = true
+		a.scaleAsserted, a.scaleFailing = true, false
 		if o.Requeue != nil {
 			o.Requeue(ref)
 		}
@@ -827,11 +831,13 @@ func (t *term) reportStreamFill(ctx context.Context) {
 	t.e.m.streamBytes.Set(float64(used))
 	t.e.m.streamMaxBytes.Set(float64(limit))
 	level := 0
-	if limit > 0 {
-		switch ratio := float64(used) / float64(limit); {
-		case ratio >= 0.99:
+	if limit > 0 && info.State.Msgs > 0 {
+		// Full: an event of twice the average size would not fit any more.
+		avg := used / info.State.Msgs
+		switch {
+		case used+2*avg > uint64(limit):
 			level = 2
-		case ratio >= 0.9:
+		case float64(used) >= 0.9*float64(limit):
 			level = 1
 		}
 	}

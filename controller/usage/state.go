@@ -48,6 +48,8 @@ type app struct {
 	blocksApplied bool
 	// scaleAsserted: the platform was given the desired count in this term.
 	scaleAsserted bool
+	// scaleFailing: the last SetDesiredCount failed (its event is recorded).
+	scaleFailing bool
 }
 
 func newApp(ns, name string, recentSize int) *app {
