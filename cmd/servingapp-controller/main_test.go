@@ -145,7 +145,7 @@ func TestRunsAppsOnEmulatedAWS(t *testing.T) {
 	}
 	ln, err := elbc.CreateListener(ctx, &elb.CreateListenerInput{
 		LoadBalancerArn: lb.LoadBalancers[0].LoadBalancerArn, Protocol: elbtypes.ProtocolEnumHttps, Port: awssdk.Int32(443),
-		Certificates: []elbtypes.Certificate{{CertificateArn: awssdk.String("arn:aws:acm:us-east-1:123456789012:certificate/c")}},
+		Certificates:   []elbtypes.Certificate{{CertificateArn: awssdk.String("arn:aws:acm:us-east-1:123456789012:certificate/c")}},
 		DefaultActions: []elbtypes.Action{{Type: elbtypes.ActionTypeEnumFixedResponse, FixedResponseConfig: &elbtypes.FixedResponseActionConfig{StatusCode: awssdk.String("404")}}},
 	})
 	if err != nil {

@@ -102,9 +102,15 @@ func (p *Platform) createTargetGroup(ctx context.Context, app *model.App, n name
 	}
 	tg.Tags, tg.tagsAt = tags[tg.ARN].tags, tags[tg.ARN].at
 	p.listener.putTargetGroup(*tg)
-	if tg.ours(p.cfg.ControllerID) {
-		rec.Event(ctx, "TargetGroupCreated", "target group "+tg.ARN+" created")
+	if !tg.ours(p.cfg.ControllerID) {
+		return *tg, nil // a conflict the caller reports
 	}
+	// Fresh from CreateTargetGroup (or an identical one returned by it):
+	// set the attributes without reading them first.
+	if err := p.setTargetGroupAttributes(ctx, app, *tg); err != nil {
+		return targetGroupState{}, err
+	}
+	rec.Event(ctx, "TargetGroupCreated", "target group "+tg.ARN+" created")
 	return *tg, nil
 }
 
@@ -129,13 +135,21 @@ func (p *Platform) ensureTargetGroupAttributes(ctx context.Context, app *model.A
 		}
 	}
 	if current != deregistrationDelay {
-		_, err := p.c.elb.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{
-			TargetGroupArn: awssdk.String(tg.ARN),
-			Attributes:     []elbtypes.TargetGroupAttribute{{Key: awssdk.String(attrDeregistration), Value: awssdk.String(deregistrationDelay)}},
-		})
-		if err != nil {
-			return classify("set the deregistration delay of target group "+tg.ARN+" of "+app.Ref.String(), err)
-		}
+		return p.setTargetGroupAttributes(ctx, app, tg)
+	}
+	p.mu.Lock()
+	p.tgChecked[tg.ARN] = true
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *Platform) setTargetGroupAttributes(ctx context.Context, app *model.App, tg targetGroupState) error {
+	_, err := p.c.elb.ModifyTargetGroupAttributes(ctx, &elb.ModifyTargetGroupAttributesInput{
+		TargetGroupArn: awssdk.String(tg.ARN),
+		Attributes:     []elbtypes.TargetGroupAttribute{{Key: awssdk.String(attrDeregistration), Value: awssdk.String(deregistrationDelay)}},
+	})
+	if err != nil {
+		return classify("set the deregistration delay of target group "+tg.ARN+" of "+app.Ref.String(), err)
 	}
 	p.mu.Lock()
 	p.tgChecked[tg.ARN] = true
