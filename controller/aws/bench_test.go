@@ -175,6 +175,7 @@ func BenchmarkFleetRestartVerify(b *testing.B) {
 			b.Fatalf("%d of %d apps verified available", n, fleetSize)
 		}
 		calls := e.srv.Calls().Since(before)
+		b.Logf("verify calls: %v", calls)
 		b.ReportMetric(elapsed.Seconds(), "s/verify")
 		b.ReportMetric(perApp(calls.Reads()), "reads/app")
 		b.ReportMetric(float64(calls.Mutating()), "mutations")

@@ -62,9 +62,11 @@
 // answers for Options.ServiceMaxAge (5s, so rollouts are followed closely);
 // every change this platform makes is written into them at once, and a read
 // that started before a change never overwrites it. Task definition
-// revisions never change, so each is described once per process. The
-// outcome at steady state: about 0.2 read calls per app per resync and no
-// mutating call.
+// revisions never change, so each is described once per process. With 200
+// apps (bench_test.go) a steady-state resync costs 0.14 read calls per app
+// (20 of them DescribeServices) and no mutating call; creating an app costs
+// about 9 calls (6.7 of them mutating); a restarted controller, all caches
+// cold and at the default rate limits, verifies the 200 apps in about 13s.
 //
 // # Listener rule priorities
 //

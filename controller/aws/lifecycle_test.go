@@ -273,34 +273,74 @@ func TestOrphanedResourcesAreCollectedWithAnEvent(t *testing.T) {
 }
 
 func TestCrashAfterAnyCallConvergesToExactlyOneOfEach(t *testing.T) {
-	// Count the calls of a cold create first.
-	probe := newEnv(t)
-	before := probe.srv.Calls()
-	if _, err := reconcile(context.Background(), probe.platform(), app(t, "crashy", func(s *v1.ServingApp) { s.Spec.Allowlist = cidrs(5) }), &events{}); err != nil {
-		t.Fatal(err)
+	original := func(s *v1.ServingApp) { s.Spec.Allowlist = cidrs(5) }
+	changed := func(s *v1.ServingApp) {
+		s.Spec.Allowlist = append(cidrs(7)[2:], "203.0.113.0/24")
+		s.Spec.Image = "registry.example.com/webapp:2"
+		s.Metadata.Generation = 2
 	}
-	total := probe.srv.Calls().Since(before).Total()
-	for k := range total + 1 {
-		e := newEnv(t)
-		a := app(t, "crashy", func(s *v1.ServingApp) { s.Spec.Allowlist = cidrs(5) })
-		if err := e.srv.SetFaults(awsemu.Fault{Kind: awsemu.FaultServerError, Fraction: 1, After: k}); err != nil {
-			t.Fatal(err)
-		}
-		crashed := e.platformWith(func(o *Options) {})
-		_, err := reconcile(context.Background(), crashed, a, &events{})
-		if k < total && err == nil {
-			t.Fatalf("k=%d: the reconcile succeeded although calls failed after the %dth", k, k)
-		}
-		e.srv.ClearFaults()
-		e.later()
-		p := e.platform() // the restarted controller
-		e.converge(p, a)
-		want := inventory{services: 1, targetGroups: 1, rules: 2, revisions: 1, sessionKeys: 1, taggedSecrets: 1}
-		if got := e.inventory(p, a.Ref); got != want {
-			t.Errorf("crash after call %d: %+v, want %+v", k, got, want)
-		}
+	tests := []struct {
+		name   string
+		before []func(*v1.ServingApp) // converged before the crash, if any
+		spec   []func(*v1.ServingApp) // applied when the crash comes
+		want   inventory
+	}{
+		{"cold create", nil, []func(*v1.ServingApp){original},
+			inventory{services: 1, targetGroups: 1, rules: 2, revisions: 1, sessionKeys: 1, taggedSecrets: 1}},
+		{"image and allowlist change", []func(*v1.ServingApp){original}, []func(*v1.ServingApp){original, changed},
+			inventory{services: 1, targetGroups: 1, rules: 2, revisions: 2, sessionKeys: 1, taggedSecrets: 1}},
 	}
-	t.Logf("crashed after each of %d calls", total)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setup := func() (*env, *model.App) {
+				e := newEnv(t)
+				if tc.before != nil {
+					e.converge(e.platform(), app(t, "crashy", tc.before...))
+					e.later()
+				}
+				return e, app(t, "crashy", tc.spec...)
+			}
+			// Count the calls of the reconcile that crashes.
+			probe, a := setup()
+			before := probe.srv.Calls()
+			if _, err := reconcile(context.Background(), probe.platform(), a, &events{}); err != nil {
+				t.Fatal(err)
+			}
+			total := probe.srv.Calls().Since(before).Total()
+			for k := range total + 1 {
+				e, a := setup()
+				if err := e.srv.SetFaults(awsemu.Fault{Kind: awsemu.FaultServerError, Fraction: 1, After: k}); err != nil {
+					t.Fatal(err)
+				}
+				_, err := reconcile(context.Background(), e.platform(), a, &events{})
+				if k < total && err == nil {
+					t.Fatalf("k=%d: the reconcile succeeded although calls failed after the %dth", k, k)
+				}
+				e.srv.ClearFaults()
+				e.later()
+				p := e.platform() // the restarted controller
+				obs := e.converge(p, a)
+				if got := e.inventory(p, a.Ref); got != tc.want {
+					t.Errorf("crash after call %d: %+v, want %+v", k, got, tc.want)
+				}
+				var sources []string
+				for _, r := range e.appRules(a.Ref) {
+					for _, c := range r.Conditions {
+						if c.SourceIpConfig != nil {
+							sources = append(sources, c.SourceIpConfig.Values...)
+						}
+					}
+				}
+				if want := allowlistValues(a.Allowlist); !sameSet(sources, want) {
+					t.Errorf("crash after call %d: sources %v, want %v", k, sources, want)
+				}
+				if svc, _ := e.service(p.names(a.Ref).Service); awssdk.ToString(svc.TaskDefinition) != obs.Resources.TaskDefinitionARN {
+					t.Errorf("crash after call %d: service runs %s", k, awssdk.ToString(svc.TaskDefinition))
+				}
+			}
+			t.Logf("crashed after each of %d calls", total)
+		})
+	}
 }
 
 // TestThrottlingConverges throttles a fifth of all calls while three apps

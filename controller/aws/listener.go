@@ -344,6 +344,9 @@ func (l *listenerCache) readTags(ctx context.Context, arns []string) (map[string
 		chunk := arns[i:min(i+tagsPerDescribe, len(arns))]
 		resp, err := l.c.elb.DescribeTags(ctx, &elb.DescribeTagsInput{ResourceArns: chunk})
 		if err != nil {
+			if isCode(err, "RuleNotFound", "TargetGroupNotFound") {
+				l.invalidate() // gone since the snapshot was taken
+			}
 			return nil, classify("read tags of listener rules and target groups", err)
 		}
 		now := l.clk.Now()

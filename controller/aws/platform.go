@@ -243,18 +243,15 @@ func (p *Platform) Apply(ctx context.Context, app *model.App, obs *model.Observe
 		}
 	}
 
-	keyARN, err := p.ensureSessionKey(ctx, app, st.n, rec)
-	if err != nil {
+	if _, err := p.ensureSessionKey(ctx, app, st.n, rec); err != nil {
 		return nil, err
 	}
-	if st.sessionKey == nil || st.sessionKey.ARN != keyARN || st.desired == nil {
-		e, _ := p.secrets.lookup(st.n.SessionKey)
+	if e, ok := p.secrets.lookup(st.n.SessionKey); ok {
 		st.sessionKey = &e
-		st.sessionKey.ARN = keyARN
-		p.computeDesired(app, st)
-		if st.desired == nil {
-			return nil, fmt.Errorf("task definition of %s: the session key secret is not usable", app.Ref)
-		}
+	}
+	p.computeDesired(app, st)
+	if st.desired == nil {
+		return nil, fmt.Errorf("task definition of %s: the session key secret %s is not usable", app.Ref, st.n.SessionKey)
 	}
 	st.secrets = p.secrets.owned(ctl, app.Ref.String())
 
@@ -265,12 +262,8 @@ func (p *Platform) Apply(ctx context.Context, app *model.App, obs *model.Observe
 	case st.failed != "":
 		// Leave the rolled-back service alone until the spec changes.
 	default:
-		spec := specOf(&ecstypes.TaskDefinition{
-			Family: st.desired.Family, Cpu: st.desired.Cpu, Memory: st.desired.Memory, NetworkMode: st.desired.NetworkMode,
-			RequiresCompatibilities: st.desired.RequiresCompatibilities, ExecutionRoleArn: st.desired.ExecutionRoleArn,
-			TaskRoleArn: st.desired.TaskRoleArn, ContainerDefinitions: st.desired.ContainerDefinitions,
-		})
-		if taskDefinition, err = p.resolveTaskDefinition(ctx, app, st.desired, spec, rec); err != nil {
+		var err error
+		if taskDefinition, err = p.resolveTaskDefinition(ctx, app, st.desired, st.desiredHash, rec); err != nil {
 			return nil, err
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -330,7 +331,7 @@ func (p *Platform) activeRevisions(ctx context.Context, family string, limit int
 // the desired spec: the newest few revisions are checked first (a crash can
 // fall between registering and deploying), and only when none matches is a
 // new revision registered.
-func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in *ecs.RegisterTaskDefinitionInput, want taskSpec, rec model.Recorder) (string, error) {
+func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in *ecs.RegisterTaskDefinitionInput, wantHash string, rec model.Recorder) (string, error) {
 	family := awssdk.ToString(in.Family)
 	arns, err := p.activeRevisions(ctx, family, keepRevisions)
 	if err != nil {
@@ -341,7 +342,7 @@ func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in
 		if err != nil {
 			return "", err
 		}
-		if t.Hash == want.hash() && t.Tags[model.TagManagedBy] == p.cfg.ControllerID {
+		if t.Hash == wantHash && t.Tags[model.TagManagedBy] == p.cfg.ControllerID {
 			return arn, nil
 		}
 	}
@@ -355,7 +356,30 @@ func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in
 	}
 	p.taskDefs.put(t)
 	rec.Event(ctx, "TaskDefinitionRegistered", fmt.Sprintf("task definition %s registered (image %s)", t.ARN, app.Image))
+	if t.Hash != wantHash {
+		// ECS stored something else than this platform's normal form
+		// expects: every reconcile would register another revision.
+		return "", model.Terminal("TaskDefinitionMismatch", fmt.Errorf("task definition %s of %s reads back differently from what was registered (%s): not registering again; this is a bug of the platform's normalization",
+			t.ARN, app.Ref, strings.Join(specDiff(t.Spec, in), ", ")))
+	}
 	return t.ARN, nil
+}
+
+// specDiff names the fields in which got differs from the spec of in.
+func specDiff(got taskSpec, in *ecs.RegisterTaskDefinitionInput) []string {
+	want := specOf(&ecstypes.TaskDefinition{
+		Family: in.Family, Cpu: in.Cpu, Memory: in.Memory, NetworkMode: in.NetworkMode,
+		RequiresCompatibilities: in.RequiresCompatibilities, ExecutionRoleArn: in.ExecutionRoleArn,
+		TaskRoleArn: in.TaskRoleArn, ContainerDefinitions: in.ContainerDefinitions,
+	})
+	var out []string
+	gv, wv := reflect.ValueOf(got), reflect.ValueOf(want)
+	for i := range gv.NumField() {
+		if !reflect.DeepEqual(gv.Field(i).Interface(), wv.Field(i).Interface()) {
+			out = append(out, gv.Type().Field(i).Name)
+		}
+	}
+	return out
 }
 
 // cleanupRevisions deregisters the ACTIVE revisions of ours beyond the
