@@ -89,6 +89,16 @@
 // checked against the snapshot and DescribeAccountLimits before any call,
 // and reported as QuotaExceeded.
 //
+// # Failed rollouts
+//
+// The service carries servingapp.io/spec, the hash of the task definition
+// spec this platform last deployed to it. When ECS's circuit breaker rolls a
+// deployment back, the service runs another spec while the tag still names
+// the desired one: the app is reported RolloutFailed (with a warning event
+// once) and the spec is not deployed again until it changes, instead of
+// failing and rolling back at every reconcile. A FAILED deployment of the
+// desired spec, while still listed, says the same sooner.
+//
 // # Throttling
 //
 // Every client uses the SDK's adaptive retry mode with the configured
