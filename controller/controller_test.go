@@ -245,3 +245,77 @@ func TestGracefulShutdownReleasesLease(t *testing.T) {
 		t.Fatal("standby did not take over a released lease")
 	}
 }
+
+// skewedClock is a real clock that runs ahead by a fixed offset, like a host
+// whose time is wrong.
+type skewedClock struct {
+	clock.Real
+	ahead time.Duration
+}
+
+func (c skewedClock) Now() time.Time { return time.Now().Add(c.ahead) }
+
+// TestStandbyWithSkewedClockNeverTakesAHeldLease: a standby whose clock runs
+// an hour ahead must not think a lease that is being renewed has expired, and
+// must still take over once renewals stop.
+func TestStandbyWithSkewedClockNeverTakesAHeldLease(t *testing.T) {
+	url, _ := natstest.Start(t)
+	kvFor := func() (*nats.Conn, jetstream.KeyValue) {
+		nc, err := nats.Connect(url, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, kv
+	}
+	var leading atomic.Int32
+	var twoAtOnce atomic.Bool
+	mk := func(kv jetstream.KeyValue, id string, clk clock.Clock) *controller.LeaderElector {
+		return &controller.LeaderElector{KV: kv, Identity: id, Clock: clk, Log: slog.New(slog.DiscardHandler),
+			LeaseTTL: 900 * time.Millisecond, RenewEvery: 150 * time.Millisecond,
+			RenewDeadline: 500 * time.Millisecond, RetryEvery: 50 * time.Millisecond}
+	}
+	lead := func(led chan<- struct{}) func(stop, work context.Context) {
+		return func(stop, work context.Context) {
+			if leading.Add(1) > 1 {
+				twoAtOnce.Store(true)
+			}
+			defer leading.Add(-1)
+			close(led)
+			<-work.Done()
+		}
+	}
+	ncA, kvA := kvFor()
+	ledA, doneA := make(chan struct{}), make(chan error, 1)
+	go func() { doneA <- mk(kvA, "a", clock.Real{}).Run(context.Background(), lead(ledA)) }()
+	<-ledA
+
+	_, kvB := kvFor()
+	ctxB, cancelB := context.WithCancel(context.Background())
+	defer cancelB()
+	ledB := make(chan struct{})
+	go func() { _ = mk(kvB, "b", skewedClock{ahead: time.Hour}).Run(ctxB, lead(ledB)) }()
+	select {
+	case <-ledB:
+		t.Fatal("a standby whose clock is an hour ahead took a lease that was being renewed")
+	case <-time.After(2 * time.Second): // more than two TTLs of renewals
+	}
+
+	ncA.Close()
+	if err := <-doneA; !errors.Is(err, controller.ErrLeadershipLost) {
+		t.Fatalf("leader without NATS returned %v, want ErrLeadershipLost", err)
+	}
+	select {
+	case <-ledB:
+	case <-time.After(20 * time.Second):
+		t.Fatal("standby did not take over once renewals stopped")
+	}
+	if twoAtOnce.Load() {
+		t.Fatal("two leaders at once")
+	}
+}

@@ -13,9 +13,11 @@ import (
 	"github.com/servingapp/servingapp/internal/clock"
 )
 
-// Leader election defaults: a standby takes over within TTL + RetryEvery of
-// the leader's last renewal (17 s), and a leader that cannot renew stops at
-// RenewDeadline (10 s), well before its lease can expire for others (15 s).
+// Leader election defaults: a standby sees each renewal within RetryEvery
+// and takes over once the lease has not changed for the TTL, so within
+// RetryEvery + TTL + RetryEvery of the leader's last renewal (19 s); a leader
+// that cannot renew stops at RenewDeadline (10 s), well before its lease can
+// expire for others (15 s).
 const (
 	DefaultLeaseTTL      = 15 * time.Second
 	DefaultRenewEvery    = 5 * time.Second
@@ -89,10 +91,14 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 	if e.RenewDeadline >= e.LeaseTTL {
 		return fmt.Errorf("leader election: renew deadline %s must be shorter than the lease TTL %s", e.RenewDeadline, e.LeaseTTL)
 	}
-	var rev uint64
+	var (
+		rev      uint64
+		acquired time.Time
+		seen     leaseSighting
+	)
 	for {
 		var err error
-		rev, err = e.tryAcquire(ctx)
+		rev, acquired, err = e.tryAcquire(ctx, &seen)
 		if err != nil && ctx.Err() == nil {
 			e.Log.Warn("leader election: acquire", "error", err)
 		}
@@ -120,7 +126,11 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 		lead(stop, work)
 	}()
 
-	lastRenew := e.Clock.Now()
+	// lastRenew is the time taken just before the last successful write of
+	// the lease: no standby can have seen that write earlier, so a standby's
+	// expiry (counted from when it saw the write) cannot come before
+	// lastRenew+LeaseTTL, and stopping at lastRenew+RenewDeadline is safe.
+	lastRenew := acquired
 	for {
 		select {
 		case <-done:
@@ -143,13 +153,14 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 		deadline := lastRenew.Add(e.RenewDeadline)
 		for {
 			rctx, cancel := context.WithTimeout(ctx, max(deadline.Sub(e.Clock.Now()), time.Millisecond))
-			newRev, err := e.renew(rctx, rev, lastRenew)
+			start := e.Clock.Now()
+			newRev, err := e.renew(rctx, rev, acquired, start)
 			cancel()
 			if err == nil {
-				rev, lastRenew = newRev, e.Clock.Now()
+				rev, lastRenew = newRev, start
 				break
 			}
-			if errors.Is(err, jetstream.ErrKeyExists) {
+			if isRevisionConflict(err) {
 				e.Log.Error("leader election: another controller holds the lease; stopping", "error", err)
 				loseLeadership()
 				<-done
@@ -170,8 +181,23 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 	}
 }
 
-// tryAcquire returns the lease revision when this controller now holds it, or 0.
-func (e *LeaderElector) tryAcquire(ctx context.Context) (uint64, error) {
+// leaseSighting is what a standby last saw of the lease: its revision and
+// when, by the standby's own clock, it first saw that revision.
+type leaseSighting struct {
+	rev uint64
+	at  time.Time
+}
+
+// tryAcquire returns the lease revision and the time taken just before the
+// write when this controller now holds the lease, or 0.
+//
+// Expiry is judged the way client-go's leader election judges it: a lease
+// is expired when its revision has not changed for its TTL as measured on
+// this controller's clock since this controller first saw that revision.
+// Comparing the holder's RenewedAt with our own clock would let clock skew
+// between two hosts eat into the margin between the holder's renew deadline
+// and the TTL; the holder's timestamps are kept for people reading the lease.
+func (e *LeaderElector) tryAcquire(ctx context.Context, seen *leaseSighting) (uint64, time.Time, error) {
 	now := e.Clock.Now()
 	rec := Lease{Holder: e.Identity, AcquiredAt: now, RenewedAt: now, TTLSeconds: e.LeaseTTL.Seconds()}
 	b, _ := json.Marshal(rec)
@@ -179,12 +205,15 @@ func (e *LeaderElector) tryAcquire(ctx context.Context) (uint64, error) {
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		rev, err := e.KV.Create(ctx, e.Key, b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return 0, nil // somebody else won the race
+			return 0, time.Time{}, nil // somebody else won the race
 		}
-		return rev, err
+		if err != nil {
+			return 0, time.Time{}, err
+		}
+		return rev, now, nil
 	}
 	if err != nil {
-		return 0, err
+		return 0, time.Time{}, err
 	}
 	var cur Lease
 	if err := json.Unmarshal(entry.Value(), &cur); err != nil {
@@ -194,25 +223,38 @@ func (e *LeaderElector) tryAcquire(ctx context.Context) (uint64, error) {
 	if ttl == 0 {
 		ttl = e.LeaseTTL
 	}
-	if cur.Holder != e.Identity && now.Before(cur.RenewedAt.Add(ttl)) {
-		return 0, nil // held and not expired
+	if cur.Holder != e.Identity {
+		if entry.Revision() != seen.rev {
+			*seen = leaseSighting{rev: entry.Revision(), at: now}
+			return 0, time.Time{}, nil // renewed (or new) since we last looked
+		}
+		if now.Before(seen.at.Add(ttl)) {
+			return 0, time.Time{}, nil // held and not expired
+		}
 	}
 	rev, err := e.KV.Update(ctx, e.Key, b, entry.Revision())
 	if err != nil {
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			return 0, nil
+		if isRevisionConflict(err) {
+			return 0, time.Time{}, nil
 		}
-		return 0, err
+		return 0, time.Time{}, err
 	}
-	return rev, nil
+	return rev, now, nil
 }
 
-func (e *LeaderElector) renew(ctx context.Context, rev uint64, acquired time.Time) (uint64, error) {
-	now := e.Clock.Now()
+func (e *LeaderElector) renew(ctx context.Context, rev uint64, acquired, now time.Time) (uint64, error) {
 	b, _ := json.Marshal(Lease{Holder: e.Identity, AcquiredAt: acquired, RenewedAt: now, TTLSeconds: e.LeaseTTL.Seconds()})
-	// A revision mismatch (jetstream.ErrKeyExists) means another controller
-	// wrote the lease: it is no longer ours.
+	// A revision conflict means another controller wrote the lease: it is no
+	// longer ours.
 	return e.KV.Update(ctx, e.Key, b, rev)
+}
+
+// isRevisionConflict reports whether a KV compare-and-set failed because the
+// key is at another revision. nats.go reports it as ErrKeyExists on an R1
+// bucket (code 10071) but only as ErrKeyRevisionMismatch on replicated
+// buckets (code 10164), which production's R3 lease bucket is.
+func isRevisionConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 // release deletes the lease if it is still ours, so a standby need not wait for expiry.
