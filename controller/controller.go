@@ -149,16 +149,24 @@ func (c *Controller) watch(ctx context.Context, q *Queue) {
 		if err == nil {
 			attempt = 0
 			synced := false
+			seen := map[string]changeMark{}
 			for ev := range w.Events() {
 				switch ev.Type {
 				case store.Synced:
 					synced = true
 				case store.Added, store.Modified, store.Deleted:
+					key := ev.Object.Key()
+					mark := markOf(ev)
 					p := PriorityResync
-					if synced {
+					if synced && (ev.Type != store.Modified || mark != seen[key]) {
 						p = PriorityChange
 					}
-					q.Add(ev.Object.Key(), p)
+					if ev.Type == store.Deleted {
+						delete(seen, key)
+					} else {
+						seen[key] = mark
+					}
+					q.Add(key, p)
 				}
 			}
 			err = w.Err()
@@ -172,6 +180,20 @@ func (c *Controller) watch(ctx context.Context, q *Queue) {
 			return
 		}
 	}
+}
+
+// changeMark is what a person's change moves: the generation (spec, labels,
+// annotations) and whether deletion was asked. A modification that moves
+// neither is the controller's own write (a finalizer added or removed), and
+// is queued as resync work so that, on a cold start with many apps, the
+// controller's echoes do not queue ahead of an admin's apply.
+type changeMark struct {
+	generation int64
+	deleting   bool
+}
+
+func markOf(ev store.Event) changeMark {
+	return changeMark{generation: ev.Object.Metadata.Generation, deleting: ev.Object.Metadata.DeletionTimestamp != nil}
 }
 
 // resync queues every object at low priority every Resync ±10%, then collects orphans.
