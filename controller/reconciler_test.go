@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -131,6 +132,19 @@ func countByKind(rs []platformtest.Resource) map[string]int {
 func TestReconcileCreatesEverythingAndReportsReady(t *testing.T) {
 	e := newEnv(t)
 	e.apply(testApp("web"))
+	var createsWithoutFinalizer []platformtest.Call
+	creates := 0
+	e.plat.BeforeCall = func(c platformtest.Call) {
+		if c.Op != "Create" {
+			return
+		}
+		creates++
+		// The finalizer must be stored before anything exists outside, or a
+		// delete racing the first reconcile would leave orphans behind.
+		if a, err := e.store.Get(context.Background(), "team", "web"); err != nil || !slices.Contains(a.Metadata.Finalizers, v1.FinalizerCleanup) {
+			createsWithoutFinalizer = append(createsWithoutFinalizer, c)
+		}
+	}
 	r := e.reconciler()
 	res, err := r.Reconcile(context.Background(), "team.web")
 	if err != nil {
@@ -145,6 +159,9 @@ func TestReconcileCreatesEverythingAndReportsReady(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(a.Metadata.Finalizers, ","), v1.FinalizerCleanup) {
 		t.Fatal("finalizer not added")
+	}
+	if creates == 0 || len(createsWithoutFinalizer) > 0 {
+		t.Fatalf("created before the finalizer was stored: %+v", createsWithoutFinalizer)
 	}
 	converge(t, r, "team.web", 3)
 	a = e.get("web")

@@ -61,6 +61,13 @@ type Platform struct {
 	failAt    int   // 1-based index of the call to fail at; 0 = never
 	failErr   error // returned at failAt (before any effect)
 	failAll   error // returned by every call while set
+
+	// BeforeCall, when set before the platform is used, sees every call
+	// before it is recorded or takes effect: tests check what the world
+	// looked like at that moment (for example that the finalizer was already
+	// stored before the first Create). It runs with the platform locked and
+	// must not call the platform.
+	BeforeCall func(Call)
 }
 
 // New returns an empty platform.
@@ -123,6 +130,9 @@ func compareIDs(a, b string) int {
 
 // call records one call and decides whether it fails before or crashes after its effect.
 func (p *Platform) call(op, kind, app string) (crash bool, err error) {
+	if p.BeforeCall != nil {
+		p.BeforeCall(Call{Op: op, Kind: kind, App: app})
+	}
 	p.calls = append(p.calls, Call{Op: op, Kind: kind, App: app})
 	n := len(p.calls)
 	switch {

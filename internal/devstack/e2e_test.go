@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/servingapp/servingapp/api/audit"
 	"github.com/servingapp/servingapp/api/store"
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
 	"github.com/servingapp/servingapp/internal/devstack"
@@ -198,6 +199,7 @@ func TestEndToEndOnTheDevStack(t *testing.T) {
 	if !registered() {
 		t.Fatal("redirect URL not registered in the emulator")
 	}
+	checkConditionsEventsAndNoSecrets(t, s)
 	if _, err := s.Store.Delete(ctx, "team", "e2e"); err != nil {
 		t.Fatal(err)
 	}
@@ -230,4 +232,50 @@ func BenchmarkApplyToReady(b *testing.B) {
 		total += time.Since(start)
 	}
 	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "ms/apply-to-ready")
+}
+
+// checkConditionsEventsAndNoSecrets: a Ready app on the local platform has
+// the conditions and reconcile events it has on AWS, and none of its secret
+// values (session key, OAuth client secret) shows in its status or events.
+func checkConditionsEventsAndNoSecrets(t *testing.T, s *devstack.Stack) {
+	t.Helper()
+	ctx := context.Background()
+	a, err := s.Store.Get(ctx, "team", "e2e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{"Synced", "OAuthRegistered", "Available", "Ready"} {
+		i := slices.IndexFunc(a.Status.Conditions, func(c v1.Condition) bool { return c.Type == typ })
+		if i < 0 || a.Status.Conditions[i].Status != v1.ConditionTrue || a.Status.Conditions[i].ObservedGeneration != a.Metadata.Generation {
+			t.Errorf("condition %s: %+v", typ, a.Status.Conditions)
+		}
+	}
+	_, evs, err := audit.LastReconcileEvents(ctx, s.JS, "team", "e2e", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reasons := map[string]bool{}
+	for _, ev := range evs {
+		reasons[ev.Reason] = true
+	}
+	if !reasons["OAuthIntegrationCreated"] {
+		t.Errorf("reconcile events %v: want the OAuth registration among them", reasons)
+	}
+	owned := s.Platform.Secrets.Owned("team/e2e")
+	if len(owned) < 2 {
+		t.Fatalf("secrets of team/e2e: %v, want the session key and the client secret", owned)
+	}
+	statusJSON, _ := json.Marshal(a.Status)
+	eventsJSON, _ := json.Marshal(evs)
+	for _, name := range owned {
+		v, err := s.Platform.Secrets.Get(name)
+		if err != nil || len(v) < 16 {
+			t.Fatalf("secret %s: %d bytes, %v", name, len(v), err)
+		}
+		for what, text := range map[string][]byte{"status": statusJSON, "events": eventsJSON} {
+			if bytes.Contains(text, v) {
+				t.Errorf("the value of secret %s appears in the %s", name, what)
+			}
+		}
+	}
 }
