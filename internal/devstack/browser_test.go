@@ -66,9 +66,15 @@ func TestBrowserLogsInAndSummarizes(t *testing.T) {
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	defer cancelAlloc()
-	bctx, cancelBrowser := chromedp.NewContext(actx)
+	browser, cancelBrowser := chromedp.NewContext(actx)
 	defer cancelBrowser()
-	bctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	// The first Do binds the browser's life to its context: start it on one
+	// without a timeout, so that when the flow below times out the browser is
+	// still there to take the failure screenshot.
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("start Chromium %s: %v", exe, err)
+	}
+	bctx, cancel := context.WithTimeout(browser, 90*time.Second)
 	defer cancel()
 
 	const text = "The controller turns each ServingApp into an ECS service behind the load balancer. " +
@@ -104,9 +110,12 @@ func TestBrowserLogsInAndSummarizes(t *testing.T) {
 		err = fmt.Errorf("unexpected page content: name %q, email %q, summary %q", name, email, summary)
 	}
 	if err != nil {
-		sctx, scancel := context.WithTimeout(context.WithoutCancel(bctx), 10*time.Second)
+		sctx, scancel := context.WithTimeout(browser, 10*time.Second)
 		defer scancel()
-		if png, serr := chromedp.Run(sctx, chromedp.FullScreenshot(90)); serr == nil {
+		png, serr := chromedp.Run(sctx, chromedp.FullScreenshot(90))
+		if serr != nil {
+			t.Logf("no failure screenshot: %v", serr)
+		} else {
 			dir := os.Getenv("SCREENSHOT_DIR")
 			if dir == "" {
 				dir = os.TempDir()
