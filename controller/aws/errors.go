@@ -61,7 +61,12 @@ func classify(what string, err error) error {
 		return model.Terminal(reasonQuotaExceeded, wrapped)
 	case "ClusterNotFoundException", "ListenerNotFound", "LoadBalancerNotFound":
 		return model.Terminal(reasonConfiguration, fmt.Errorf("%w: check the aws section of the controller config", wrapped))
-	case "InvalidParameterException", "ValidationError", "ValidationException", "ClientException",
+	case "ClientException":
+		if transientClientException(err) {
+			return wrapped
+		}
+		return model.Terminal(reasonInvalidParameter, wrapped)
+	case "InvalidParameterException", "ValidationError", "ValidationException",
 		"InvalidParameterValue", "InvalidConfigurationRequest", "UnsupportedProtocol", "MalformedPolicyDocumentException":
 		if transientInvalidParameter(err) {
 			return wrapped
@@ -69,6 +74,25 @@ func classify(what string, err error) error {
 		return model.Terminal(reasonInvalidParameter, wrapped)
 	}
 	return wrapped
+}
+
+// transientClientException recognises the ECS ClientException answers that
+// describe contention rather than a bad request. ECS uses ClientException
+// for both, so the message is the only signal. Known so far:
+//
+//   - RegisterTaskDefinition: "Too many concurrent attempts to create a new
+//     revision of the specified family." (another writer registered a
+//     revision of the same family at the same moment; the next try succeeds)
+//
+// Anything else stays terminal: a ClientException that is really a bad
+// request would otherwise be retried forever.
+func transientClientException(err error) bool {
+	var apiErr smithy.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	msg := strings.ToLower(apiErr.ErrorMessage())
+	return strings.Contains(msg, "too many concurrent attempts")
 }
 
 // transientInvalidParameter recognises the ECS InvalidParameterException
