@@ -80,7 +80,11 @@ logins, and serves until Ctrl-C.`,
 			if len(files) == 0 {
 				fmt.Fprintln(c.out, "(dev mode added 127.0.0.1/32 and ::1/128 to the built-in examples' allowlists so this machine can reach them)")
 			}
-			fmt.Fprintf(c.out, "\nservingapp dev is running (first app Ready %s after start).\n\n", firstReady.Sub(start).Round(time.Millisecond))
+			if firstReady.IsZero() {
+				fmt.Fprintf(c.out, "\nservingapp dev is running, but no app became Ready within %s: servingctl describe NAME -n NAMESPACE says why.\n\n", wait)
+			} else {
+				fmt.Fprintf(c.out, "\nservingapp dev is running (first app Ready %s after start).\n\n", firstReady.Sub(start).Round(time.Millisecond))
+			}
 			c.printDevTable(all, stack)
 			<-ctx.Done()
 			fmt.Fprintln(c.out, "\nstopping…")
