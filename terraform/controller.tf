@@ -40,9 +40,15 @@ locals {
       renewDeadline = "10s"
     }
     streams = {
-      replicas     = length(local.nats_nodes)
-      auditMaxAge  = "${var.audit_retention_days}d"
-      eventsMaxAge = "30d"
+      replicas    = length(local.nats_nodes)
+      auditMaxAge = "${var.audit_retention_days}d"
+      # The audit stream gets 70% (717 MiB of every GiB) of each node's
+      # JetStream file store, so it fills (discard-new, with the
+      # controller's metric and log) before JetStream itself runs out and
+      # refuses sessions, specs and status too. The rest is for those and
+      # SERVINGAPP_EVENTS.
+      auditMaxBytes = var.nats_storage_gib * 717 * 1024 * 1024
+      eventsMaxAge  = "30d"
     }
     aws = {
       region                        = var.aws_region
