@@ -140,6 +140,35 @@ func findRule(e *env, arn string) ruleView {
 	return ruleView{}
 }
 
+// TestDeleteWorksWhenTheObservedDesiredCountIsStale: the observed service
+// comes from a cache; when it says 0 tasks but someone scaled the service up
+// meanwhile, deletion must still succeed (real ECS refuses a non-forced
+// DeleteService of a service scaled above 0).
+func TestDeleteWorksWhenTheObservedDesiredCountIsStale(t *testing.T) {
+	e := newEnv(t)
+	p := e.platform()
+	ctx := context.Background()
+	a := app(t, "stale", func(s *v1.ServingApp) { s.Spec.Replicas = awssdk.Int32(0) })
+	e.converge(p, a)
+	n := p.names(a.Ref)
+	// Scaled up behind the platform's back, within the cache's lifetime.
+	must(e.raw.ecs.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: awssdk.String(testCluster), Service: awssdk.String(n.Service), DesiredCount: awssdk.Int32(3)}))(t)
+	obs := must(p.Observe(ctx, a))(t)
+	if st := obs.State.(*state); st.service == nil || st.service.DesiredCount != 0 {
+		t.Fatalf("test premise: the observed service should be the cached one with 0 tasks, got %+v", st.service)
+	}
+	if err := p.Delete(ctx, a, obs, false, &events{}); err != nil {
+		t.Fatalf("delete with a stale desired count: %v", err)
+	}
+	svc, _ := e.service(n.Service)
+	if s := awssdk.ToString(svc.Status); s != "DRAINING" && s != "INACTIVE" {
+		t.Errorf("service status %s, want DRAINING or INACTIVE", s)
+	}
+	if got := e.inventory(p, a.Ref); got != (inventory{}) {
+		t.Errorf("after delete: %+v, want nothing", got)
+	}
+}
+
 func TestRetainLeavesEverythingWithoutOurTags(t *testing.T) {
 	e := newEnv(t)
 	p := e.platform()

@@ -360,9 +360,9 @@ func (p *Platform) ensureService(ctx context.Context, app *model.App, st *state,
 }
 
 // Delete removes what the app owns in reverse dependency order: listener
-// rules, the service (scaled to zero, then deleted), the target group, the
-// task definition revisions, and the secrets (scheduled for deletion with
-// the recovery window). With retain it leaves everything in place and
+// rules, the service (deleted with force, so ECS drains its tasks), the
+// target group, the task definition revisions, and the secrets (scheduled
+// for deletion with the recovery window). With retain it leaves everything in place and
 // removes only this controller's tags, so nothing is ours any more.
 func (p *Platform) Delete(ctx context.Context, app *model.App, obs *model.Observed, retain bool, rec model.Recorder) error {
 	st, ok := obs.State.(*state)
@@ -391,7 +391,7 @@ func (p *Platform) remove(ctx context.Context, ref model.Ref, st *state, done fu
 		if err := p.deleteService(ctx, ref, st); err != nil {
 			return err
 		}
-		done("Service", "ECS service "+awssdk.ToString(st.service.ServiceArn)+" scaled to zero and deleted")
+		done("Service", "ECS service "+awssdk.ToString(st.service.ServiceArn)+" deleted (ECS stops its tasks)")
 	}
 	if err := func() error {
 		unlock, err := p.listener.lock(ctx)
@@ -444,16 +444,16 @@ func (p *Platform) remove(ctx context.Context, ref model.Ref, st *state, done fu
 	return nil
 }
 
-// deleteService scales the service to zero, then deletes it.
+// deleteService deletes the service with force, which ECS documents as
+// deleting it even when it is not scaled down to zero: ECS then drains and
+// stops its tasks. Scaling to zero first and deleting without force would
+// trust the observed desired count, which comes from a cache and can be
+// stale (the autoscaler or a person scaled it up meanwhile); the non-forced
+// delete then fails with "The service cannot be stopped while it is scaled
+// above 0" until the cache expires.
 func (p *Platform) deleteService(ctx context.Context, ref model.Ref, st *state) error {
 	svc := st.service
-	if svc.DesiredCount > 0 {
-		_, err := p.c.ecs.UpdateService(ctx, &ecs.UpdateServiceInput{Cluster: awssdk.String(p.cfg.Cluster), Service: svc.ServiceName, DesiredCount: awssdk.Int32(0)})
-		if err != nil && !isCode(err, "ServiceNotFoundException", "ServiceNotActiveException") {
-			return classify("scale the service of "+ref.String()+" to zero", err)
-		}
-	}
-	out, err := p.c.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Cluster: awssdk.String(p.cfg.Cluster), Service: svc.ServiceName})
+	out, err := p.c.ecs.DeleteService(ctx, &ecs.DeleteServiceInput{Cluster: awssdk.String(p.cfg.Cluster), Service: svc.ServiceName, Force: awssdk.Bool(true)})
 	switch {
 	case isCode(err, "ServiceNotFoundException", "ServiceNotActiveException"):
 		p.services.put(st.n.Service, nil)
