@@ -89,6 +89,54 @@ func TestAccountAPIPatchReplacesOnlyTheListsItCarries(t *testing.T) {
 	}
 }
 
+// TestAccountAPIQuirkModes: ScrambleLists answers lists in another order
+// (with a repeat), IgnoreEmptyLists keeps a list a PATCH empties; neither
+// changes what is stored or a PATCH with a non-empty list.
+func TestAccountAPIQuirkModes(t *testing.T) {
+	urls := []string{"https://one.example.com/cb", "https://two.example.com/cb"}
+	cases := []struct {
+		name           string
+		opts           emulator.Options
+		patch          string
+		wantGetURLs    []string // as GET and list answer
+		wantStoredURLs []string
+	}{
+		{"scramble", emulator.Options{ScrambleLists: true}, `{"redirect_urls":["https://one.example.com/cb","https://two.example.com/cb"]}`,
+			[]string{"https://two.example.com/cb", "https://one.example.com/cb", "https://two.example.com/cb"}, urls},
+		{"ignore empty lists", emulator.Options{IgnoreEmptyLists: true}, `{"redirect_urls":[]}`, urls, urls},
+		{"ignore empty lists, non-empty patch", emulator.Options{IgnoreEmptyLists: true}, `{"redirect_urls":["https://two.example.com/cb"]}`,
+			[]string{"https://two.example.com/cb"}, []string{"https://two.example.com/cb"}},
+		{"default empties", emulator.Options{}, `{"redirect_urls":[]}`, []string{}, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, tc.opts)
+			admin := h.accountToken(t, emulator.DefaultAdminClientID, emulator.DefaultAdminSecret)
+			in, _, err := h.srv.RegisterIntegration(emulator.Integration{Name: "quirks", Confidential: true, RedirectURLs: urls, Scopes: []string{"openid"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := h.integrationsPath() + "/" + in.IntegrationID
+			if status, out, _ := h.api(t, "PATCH", path, admin, tc.patch); status != 200 {
+				t.Fatalf("patch: %d %v", status, out)
+			}
+			_, got, _ := h.api(t, "GET", path, admin, "")
+			if u := strs(got["redirect_urls"]); !slices.Equal(u, tc.wantGetURLs) {
+				t.Errorf("GET redirect_urls %q, want %q", u, tc.wantGetURLs)
+			}
+			_, list, _ := h.api(t, "GET", h.integrationsPath(), admin, "")
+			for _, a := range list["apps"].([]any) {
+				if a := a.(map[string]any); a["integration_id"] == in.IntegrationID && !slices.Equal(strs(a["redirect_urls"]), tc.wantGetURLs) {
+					t.Errorf("list redirect_urls %q, want %q", strs(a["redirect_urls"]), tc.wantGetURLs)
+				}
+			}
+			if stored, _ := h.srv.Integration(in.IntegrationID); !slices.Equal(stored.RedirectURLs, tc.wantStoredURLs) {
+				t.Errorf("stored %q, want %q", stored.RedirectURLs, tc.wantStoredURLs)
+			}
+		})
+	}
+}
+
 func TestAccountAPIValidatesCreateAndPaging(t *testing.T) {
 	h := newHarness(t, emulator.Options{})
 	admin := h.accountToken(t, emulator.DefaultAdminClientID, emulator.DefaultAdminSecret)

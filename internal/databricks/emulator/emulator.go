@@ -107,6 +107,17 @@ type Options struct {
 	Sleep func(ctx context.Context, d time.Duration) error
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
+	// ScrambleLists makes the account API answer an integration's
+	// redirect_urls and scopes in an order of its own, not the one written:
+	// reversed, with the first entry repeated at the end. Databricks
+	// documents neither order nor deduplication, so clients must compare
+	// these lists as sets; this mode checks that they do. Login is
+	// unaffected.
+	ScrambleLists bool
+	// IgnoreEmptyLists makes PATCH treat an empty list like an absent field,
+	// as a proto3-based API may (an empty repeated field looks like none on
+	// the wire): the last redirect URL of an integration cannot be removed.
+	IgnoreEmptyLists bool
 }
 
 // Emulator is the Databricks emulator, an http.Handler. Create it with New
@@ -122,6 +133,8 @@ type Emulator struct {
 	log                  *slog.Logger
 	mux                  *http.ServeMux
 	counts               map[string]*atomic.Int64 // fixed after New
+	scrambleLists        bool                     // fixed after New
+	ignoreEmptyLists     bool                     // fixed after New
 	pages                *template.Template
 
 	randMu sync.Mutex
@@ -157,6 +170,8 @@ func New(opts Options) (*Emulator, error) {
 		rand:                 opts.Rand,
 		mux:                  http.NewServeMux(),
 		counts:               map[string]*atomic.Int64{},
+		scrambleLists:        opts.ScrambleLists,
+		ignoreEmptyLists:     opts.IgnoreEmptyLists,
 		propagationDelay:     opts.PropagationDelay,
 		users:                map[string]*User{},
 		sps:                  map[string]*servicePrincipal{},

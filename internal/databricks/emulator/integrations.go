@@ -240,6 +240,25 @@ type integrationJSON struct {
 	CreatorUsername      string             `json:"creator_username,omitempty"`
 }
 
+// answer applies Options.ScrambleLists to an integration about to be sent.
+func (e *Emulator) answer(out integrationJSON) integrationJSON {
+	if e.scrambleLists {
+		out.RedirectURLs = scramble(out.RedirectURLs)
+		out.Scopes = scramble(out.Scopes)
+	}
+	return out
+}
+
+// scramble reverses list and repeats its first entry at the end.
+func scramble(list []string) []string {
+	out := slices.Clone(list)
+	slices.Reverse(out)
+	if len(out) > 0 {
+		out = append(out, out[0])
+	}
+	return out
+}
+
 func toJSON(in *Integration, withCreator bool) integrationJSON {
 	out := integrationJSON{
 		IntegrationID:        in.IntegrationID,
@@ -373,7 +392,7 @@ func (e *Emulator) handleGetIntegration(w http.ResponseWriter, r *http.Request) 
 	var out integrationJSON
 	exists := found && rec.current != nil
 	if exists {
-		out = toJSON(rec.current, true)
+		out = e.answer(toJSON(rec.current, true))
 	}
 	e.mu.Unlock()
 	if !exists {
@@ -424,7 +443,7 @@ func (e *Emulator) handleListIntegrations(w http.ResponseWriter, r *http.Request
 			next = base64.RawURLEncoding.EncodeToString([]byte("after:" + strconv.FormatInt(after, 10)))
 			break
 		}
-		apps = append(apps, toJSON(rec.current, withCreator))
+		apps = append(apps, e.answer(toJSON(rec.current, withCreator)))
 		after = rec.seq
 	}
 	e.mu.Unlock()
@@ -468,6 +487,9 @@ func (e *Emulator) handleUpdateIntegration(w http.ResponseWriter, r *http.Reques
 			if err := json.Unmarshal(raw, &list); err != nil {
 				writeAPIError(w, http.StatusBadRequest, "INVALID_PARAMETER_VALUE", name+" must be a list of strings")
 				return
+			}
+			if len(list) == 0 && e.ignoreEmptyLists {
+				continue
 			}
 			*dst = list
 		}
