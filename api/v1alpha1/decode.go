@@ -105,7 +105,13 @@ var docSeparator = regexp.MustCompile(`^---(\s.*)?$`)
 func splitDocuments(data []byte) ([]document, error) {
 	trimmed := bytes.TrimLeft(data, " \t\r\n\ufeff")
 	if len(trimmed) > 0 && (trimmed[0] == '{' || trimmed[0] == '[') {
-		return splitJSON(trimmed)
+		docs, err := splitJSON(trimmed)
+		// A YAML document in flow style ({apiVersion: ..., kind: ...}) starts
+		// with a brace too: it is YAML, not broken JSON. Only when YAML cannot
+		// read it either is the JSON error the one to show.
+		if err == nil || !readsAsYAML(data) {
+			return docs, err
+		}
 	}
 	var (
 		docs  []document
@@ -126,7 +132,16 @@ func splitDocuments(data []byte) ([]document, error) {
 		line++
 		text := sc.Text()
 		if docSeparator.MatchString(text) {
-			flush(line + 1)
+			// "--- {kind: ...}" or "--- |" puts content on the separator
+			// line: it starts the next document, it is not dropped.
+			rest := strings.TrimSpace(text[3:])
+			if rest == "" || rest[0] == '#' {
+				flush(line + 1)
+				continue
+			}
+			flush(line)
+			cur.WriteString(rest)
+			cur.WriteByte('\n')
 			continue
 		}
 		if text == "..." {
@@ -140,6 +155,17 @@ func splitDocuments(data []byte) ([]document, error) {
 	}
 	flush(line + 1)
 	return docs, nil
+}
+
+// readsAsYAML reports whether every document of data parses as YAML.
+func readsAsYAML(data []byte) bool {
+	for _, doc := range bytes.Split(data, []byte("\n---")) {
+		var v any
+		if yaml.Unmarshal(doc, &v) != nil {
+			return false
+		}
+	}
+	return true
 }
 
 // hasContent reports whether a YAML document holds more than blank lines and comments.

@@ -31,6 +31,9 @@ func TestDecodeMultiDocumentYAMLAndJSON(t *testing.T) {
 {"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","metadata":{"name":"b"},"spec":{}}`, []string{"a", "b"}},
 		{"json array", `[{"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","metadata":{"name":"a"},"spec":{}}]`, []string{"a"}},
 		{"empty input", "", nil},
+		{"yaml flow style starting with a brace", `{apiVersion: servingapp.io/v1alpha1, kind: ServingApp, metadata: {name: f}, spec: {}}`, []string{"f"}},
+		{"content on the separator line", "--- {apiVersion: servingapp.io/v1alpha1, kind: ServingApp, metadata: {name: s}, spec: {}}\n---\n" + goodDoc, []string{"s", "summarizer"}},
+		{"separator line with a comment", "--- # first\n" + goodDoc, []string{"summarizer"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -63,6 +66,8 @@ func TestDecodeRejectsWithDocumentAndPath(t *testing.T) {
 			[]string{`document 1: spec.Replicas: unknown field (did you mean "replicas"? field names are case-sensitive)`}},
 		{"wrong apiVersion", strings.Replace(goodDoc, "servingapp.io/v1alpha1", "servingapp.io/v1", 1),
 			[]string{`document 1: apiVersion: must be "servingapp.io/v1alpha1", got string "servingapp.io/v1"`}},
+		{"broken JSON", `{"apiVersion": "servingapp.io/v1alpha1", "kind": `,
+			[]string{`document 1: invalid JSON: unexpected EOF`}},
 		{"wrong kind", strings.Replace(goodDoc, "kind: ServingApp", "kind: Deployment", 1),
 			[]string{`document 1: kind: must be "ServingApp", got string "Deployment"`}},
 		{"missing kind", strings.Replace(goodDoc, "kind: ServingApp\n", "", 1),
