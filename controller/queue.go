@@ -48,6 +48,7 @@ type Queue struct {
 
 type delayedAdd struct {
 	at    time.Time
+	prio  Priority
 	timer clock.Timer
 }
 
@@ -105,7 +106,8 @@ func (q *Queue) addLocked(key string, p Priority) {
 }
 
 // AddAfter queues key at priority p once d has passed. If the key is already
-// due earlier, the earlier time wins.
+// due earlier, the earlier time wins, and it keeps the higher of the two
+// priorities: a later, more urgent add is never lost to an earlier one.
 func (q *Queue) AddAfter(key string, d time.Duration, p Priority) {
 	if d <= 0 {
 		q.Add(key, p)
@@ -119,20 +121,27 @@ func (q *Queue) AddAfter(key string, d time.Duration, p Priority) {
 	at := q.clock.Now().Add(d)
 	if old, ok := q.delayed[key]; ok {
 		if !old.at.After(at) {
+			if p > old.prio {
+				old.prio = p
+				q.delayed[key] = old
+			}
 			return
 		}
 		old.timer.Stop()
+		p = max(p, old.prio)
 	}
 	var t clock.Timer
 	t = q.clock.AfterFunc(d, func() {
 		q.mu.Lock()
 		defer q.mu.Unlock()
+		prio := p
 		if cur, ok := q.delayed[key]; ok && cur.timer == t {
+			prio = cur.prio
 			delete(q.delayed, key)
 		}
-		q.addLocked(key, p)
+		q.addLocked(key, prio)
 	})
-	q.delayed[key] = delayedAdd{at: at, timer: t}
+	q.delayed[key] = delayedAdd{at: at, prio: p, timer: t}
 }
 
 // AddRateLimited queues key after its backoff delay, which doubles with each

@@ -136,6 +136,35 @@ func TestQueueAddAfterWaitsForClock(t *testing.T) {
 	}
 }
 
+// TestQueueDelayedAddsKeepTheHigherPriority: whichever delayed add wins on
+// time, the key comes out at the higher of the priorities asked for.
+func TestQueueDelayedAddsKeepTheHigherPriority(t *testing.T) {
+	cases := []struct {
+		name   string
+		first  time.Duration
+		firstP Priority
+		second time.Duration
+		secP   Priority
+	}{
+		{"later add is more urgent", time.Minute, PriorityResync, 2 * time.Minute, PriorityChange},
+		{"earlier add is more urgent", 2 * time.Minute, PriorityChange, time.Minute, PriorityResync},
+		{"earlier add replaces a less urgent later one", 2 * time.Minute, PriorityResync, time.Minute, PriorityChange},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewManual(t0)
+			q := NewQueue(clk, 0, 0)
+			q.AddAfter("k", tc.first, tc.firstP)
+			q.AddAfter("k", tc.second, tc.secP)
+			clk.Advance(min(tc.first, tc.second))
+			waitFor(t, func() bool { return q.Len() == 1 })
+			if _, p, _ := q.Get(); p != PriorityChange {
+				t.Fatalf("priority %v, want PriorityChange", p)
+			}
+		})
+	}
+}
+
 func TestQueueShutDownWaitsForInFlight(t *testing.T) {
 	q := NewQueue(clock.Real{}, 0, 0)
 	q.Add("a", PriorityChange)
