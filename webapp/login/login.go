@@ -14,6 +14,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -51,13 +52,23 @@ type Config struct {
 // Provider is a discovered OpenID Connect provider for one client. It is
 // safe for concurrent use.
 type Provider struct {
-	cfg        Config
-	oauth      oauth2.Config
-	verifier   *oidc.IDTokenVerifier
-	authOrigin string
+	cfg      Config
+	oauth    oauth2.Config
+	verifier *oidc.IDTokenVerifier
+}
+
+// metadata is what Discover reads from the discovery document besides what
+// go-oidc reads itself.
+type metadata struct {
+	JWKSURL     string   `json:"jwks_uri"`
+	Algorithms  []string `json:"id_token_signing_alg_values_supported"`
+	AuthMethods []string `json:"token_endpoint_auth_methods_supported"`
 }
 
 // Discover reads the provider's discovery document and prepares the client.
+// The issuer must match the document's exactly (a trailing "/" included);
+// the client authenticates at the token endpoint the way the document says
+// (see tokenAuthStyle).
 func Discover(ctx context.Context, cfg Config) (*Provider, error) {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = http.DefaultClient
@@ -75,11 +86,19 @@ func Discover(ctx context.Context, cfg Config) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discover OpenID provider %s: %w", cfg.Issuer, err)
 	}
+	var meta metadata
+	if err := p.Claims(&meta); err != nil {
+		return nil, fmt.Errorf("discover OpenID provider %s: read the discovery document: %w", cfg.Issuer, err)
+	}
 	endpoint := p.Endpoint()
-	endpoint.AuthStyle = oauth2.AuthStyleInParams
-	au, err := url.Parse(endpoint.AuthURL)
-	if err != nil || au.Scheme == "" || au.Host == "" {
+	if endpoint.AuthStyle, err = tokenAuthStyle(cfg.ClientSecret != "", meta.AuthMethods); err != nil {
+		return nil, fmt.Errorf("discover OpenID provider %s: %w", cfg.Issuer, err)
+	}
+	if au, err := url.Parse(endpoint.AuthURL); err != nil || au.Scheme == "" || au.Host == "" {
 		return nil, fmt.Errorf("discover OpenID provider %s: authorization endpoint %q is not an absolute URL", cfg.Issuer, endpoint.AuthURL)
+	}
+	if meta.JWKSURL == "" {
+		return nil, fmt.Errorf("discover OpenID provider %s: the discovery document has no jwks_uri", cfg.Issuer)
 	}
 	return &Provider{
 		cfg: cfg,
@@ -90,14 +109,55 @@ func Discover(ctx context.Context, cfg Config) (*Provider, error) {
 			RedirectURL:  cfg.RedirectURL,
 			Scopes:       cfg.Scopes,
 		},
-		verifier:   p.Verifier(&oidc.Config{ClientID: cfg.ClientID, Now: cfg.Now}),
-		authOrigin: au.Scheme + "://" + au.Host,
+		verifier: oidc.NewVerifier(cfg.Issuer, newKeySet(cfg.HTTPClient, meta.JWKSURL), &oidc.Config{
+			ClientID:             cfg.ClientID,
+			Now:                  cfg.Now,
+			SupportedSigningAlgs: signingAlgorithms(meta.Algorithms),
+		}),
 	}, nil
 }
 
 // AuthorizationOrigin is the scheme and host of the authorization endpoint,
 // which the app's Content-Security-Policy must allow as a form target.
-func (p *Provider) AuthorizationOrigin() string { return p.authOrigin }
+func (p *Provider) AuthorizationOrigin() string {
+	u, _ := url.Parse(p.oauth.Endpoint.AuthURL)
+	return u.Scheme + "://" + u.Host
+}
+
+// tokenAuthStyle chooses how the client authenticates at the token endpoint
+// from the provider's token_endpoint_auth_methods_supported. A public client
+// (no secret) sends only client_id in the form. A confidential one prefers
+// client_secret_post when the provider lists it, because Databricks
+// documents the form body for confidential U2M clients; otherwise it uses
+// HTTP Basic, which is also what an absent list means (OpenID Connect
+// Discovery 1.0 section 3: the default is client_secret_basic).
+func tokenAuthStyle(confidential bool, methods []string) (oauth2.AuthStyle, error) {
+	switch {
+	case !confidential:
+		return oauth2.AuthStyleInParams, nil
+	case len(methods) == 0:
+		return oauth2.AuthStyleInHeader, nil
+	case slices.Contains(methods, "client_secret_post"):
+		return oauth2.AuthStyleInParams, nil
+	case slices.Contains(methods, "client_secret_basic"):
+		return oauth2.AuthStyleInHeader, nil
+	}
+	return 0, fmt.Errorf("the token endpoint accepts neither client_secret_post nor client_secret_basic (it lists %s), so a client secret cannot be presented", strings.Join(methods, ", "))
+}
+
+// signingAlgorithms keeps the advertised ID token algorithms go-oidc can
+// verify, as oidc.Provider.Verifier does; none left means RS256, the
+// algorithm every provider must support.
+func signingAlgorithms(advertised []string) []string {
+	var out []string
+	for _, a := range advertised {
+		switch a {
+		case oidc.RS256, oidc.RS384, oidc.RS512, oidc.ES256, oidc.ES384, oidc.ES512, oidc.PS256, oidc.PS384, oidc.PS512, oidc.EdDSA:
+			out = append(out, a)
+		}
+	}
+	return out
+}
 
 // Request holds one authorization request's secrets: they travel to the
 // provider (state, nonce, the verifier's S256 challenge) and must be kept,
@@ -150,8 +210,13 @@ type Tokens struct {
 
 // Identity is who signed in, from the verified ID token.
 type Identity struct {
-	Subject           string
-	Email             string
+	Subject string
+	Email   string
+	// EmailUnverified is set when the ID token says email_verified false
+	// (or anything but true): the provider has not checked that the user
+	// controls Email. An absent claim leaves it false, since Databricks
+	// omits the claim for emails it does own.
+	EmailUnverified   bool
 	Name              string
 	PreferredUsername string
 }
@@ -234,7 +299,11 @@ func (p *Provider) Exchange(ctx context.Context, code string, r Request) (Tokens
 	if raw == "" {
 		return Tokens{}, Identity{}, fail(audit.ReasonInvalidIDToken, "", "the token response has no ID token (is openid among the scopes?)", nil)
 	}
-	idt, err := p.verifier.Verify(ctx, raw)
+	idt, err := p.verify(ctx, raw)
+	if errors.Is(err, ErrKeysUnavailable) {
+		// Not a verdict on the token: the sign-in failed, not an attack.
+		return Tokens{}, Identity{}, fail(audit.ReasonExchangeFailed, "keys_unavailable", "verify the ID token: "+err.Error(), err)
+	}
 	if err != nil {
 		return Tokens{}, Identity{}, fail(audit.ReasonInvalidIDToken, "", "verify the ID token: "+verifyProblem(err), err)
 	}
@@ -255,6 +324,7 @@ func (p *Provider) Exchange(ctx context.Context, code string, r Request) (Tokens
 	}
 	var claims struct {
 		Email             string `json:"email"`
+		EmailVerified     any    `json:"email_verified"`
 		Name              string `json:"name"`
 		PreferredUsername string `json:"preferred_username"`
 	}
@@ -267,9 +337,25 @@ func (p *Provider) Exchange(ctx context.Context, code string, r Request) (Tokens
 	return p.tokens(t), Identity{
 		Subject:           idt.Subject,
 		Email:             strings.TrimSpace(claims.Email),
+		EmailUnverified:   !emailVerified(claims.EmailVerified),
 		Name:              claims.Name,
 		PreferredUsername: claims.PreferredUsername,
 	}, nil
+}
+
+// emailVerified reads the email_verified claim: absent means verified
+// (Databricks omits it), true is verified, and so is the string "true"
+// that some providers send; anything else (false, "false", garbage) is not.
+func emailVerified(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case bool:
+		return v
+	case string:
+		return strings.EqualFold(v, "true")
+	}
+	return false
 }
 
 // verifyProblem names what go-oidc rejected without quoting the token.
@@ -285,14 +371,21 @@ func verifyProblem(err error) string {
 }
 
 // ErrRefreshRejected matches a refresh the provider refused for good
-// (invalid_grant: the refresh token expired, was revoked or already used):
-// the session must end.
+// (invalid_grant: the refresh token expired, was revoked or already used),
+// or whose ID token verifies as wrong: the session must end.
 var ErrRefreshRejected = errors.New("the identity provider rejected the refresh token")
 
 // Refresh trades a refresh token for new tokens. The result keeps the old
 // refresh token when the provider does not rotate it. An invalid_grant
-// answer, or a refreshed ID token for another subject, matches
-// ErrRefreshRejected; other failures are temporary.
+// answer, or a refreshed ID token that fails verification or names another
+// subject, matches ErrRefreshRejected; other failures are temporary.
+//
+// One temporary failure comes with tokens: when the refreshed ID token could
+// not be checked because the signing keys were unreachable, the error
+// matches ErrKeysUnavailable and the returned Tokens hold only the refresh
+// token to use next time (the provider may have rotated the old one, so it
+// must be kept); the access token is withheld because the ID token that came
+// with it is unchecked.
 func (p *Provider) Refresh(ctx context.Context, refreshToken, subject string) (Tokens, error) {
 	t, err := p.oauth.TokenSource(p.clientContext(ctx), &oauth2.Token{RefreshToken: refreshToken}).Token()
 	if err != nil {
@@ -302,18 +395,21 @@ func (p *Provider) Refresh(ctx context.Context, refreshToken, subject string) (T
 		}
 		return Tokens{}, fmt.Errorf("refresh tokens: %s", msg)
 	}
+	out := p.tokens(t)
+	if out.RefreshToken == "" {
+		out.RefreshToken = refreshToken
+	}
 	if raw, _ := t.Extra("id_token").(string); raw != "" {
-		idt, err := p.verifier.Verify(ctx, raw)
+		idt, err := p.verify(ctx, raw)
+		if errors.Is(err, ErrKeysUnavailable) {
+			return Tokens{RefreshToken: out.RefreshToken}, fmt.Errorf("refresh tokens: verify the refreshed ID token: %w", err)
+		}
 		if err != nil {
 			return Tokens{}, fmt.Errorf("refresh tokens: verify the refreshed ID token: %s: %w", verifyProblem(err), ErrRefreshRejected)
 		}
 		if idt.Subject != subject {
 			return Tokens{}, fmt.Errorf("refresh tokens: the refreshed ID token is for another subject: %w", ErrRefreshRejected)
 		}
-	}
-	out := p.tokens(t)
-	if out.RefreshToken == "" {
-		out.RefreshToken = refreshToken
 	}
 	return out, nil
 }
