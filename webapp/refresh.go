@@ -119,6 +119,13 @@ func (a *App) refresh(ctx context.Context, r *http.Request, id string) (*session
 
 // redeem uses the refresh token of l, whose claim this replica holds, and
 // saves the new tokens (the rotated refresh token above all).
+//
+// Only a definitive answer ends the session: invalid_grant, or a refreshed
+// ID token that verifies as wrong. A failure to check the ID token because
+// the provider's keys are unreachable is temporary: the session keeps the
+// refresh token the provider just issued (with single-use refresh tokens the
+// old one is spent), but not the new access token, whose ID token is
+// unchecked; the next request refreshes again.
 func (a *App) redeem(ctx context.Context, r *http.Request, m *session.Manager, p *login.Provider, l *session.Loaded) (*session.Loaded, error) {
 	s := &l.Session
 	tokens, err := p.Refresh(ctx, s.RefreshToken, s.Subject)
@@ -131,29 +138,22 @@ func (a *App) redeem(ctx context.Context, r *http.Request, m *session.Manager, p
 		}
 		a.metrics.refreshes.WithLabelValues("failed").Inc()
 		a.log.Warn("token refresh failed", "request_id", info(r).id, "session", session.AuditID(l.ID), "err", err)
-		s.RefreshingBy, s.RefreshingUntil = "", time.Time{}
-		_ = m.Save(ctx, l)
-		if a.clock.Now().Before(s.AccessExpiry) {
+		l, serr := a.saveTokens(ctx, m, l, func(s *session.Session) {
+			if tokens.RefreshToken != "" {
+				s.RefreshToken = tokens.RefreshToken
+			}
+		})
+		if serr != nil {
+			a.log.Error("save the session after a failed refresh", "request_id", info(r).id, "session", session.AuditID(l.ID), "err", serr)
+		}
+		if a.clock.Now().Before(l.Session.AccessExpiry) {
 			return l, nil
 		}
 		return nil, fmt.Errorf("%w: %w", errRefreshUnavailable, err)
 	}
-	// This replica holds the claim, so writing the tokens onto a newer
-	// version of the record (a LastSeen update) loses nothing.
-	for attempt := 0; ; attempt++ {
+	l, err = a.saveTokens(ctx, m, l, func(s *session.Session) {
 		s.AccessToken, s.AccessExpiry, s.RefreshToken = tokens.AccessToken, tokens.Expiry, tokens.RefreshToken
-		s.RefreshingBy, s.RefreshingUntil = "", time.Time{}
-		err = m.Save(ctx, l)
-		if err == nil || !errors.Is(err, session.ErrConflict) || attempt == 5 {
-			break
-		}
-		fresh, lerr := m.Load(ctx, l.ID)
-		if lerr != nil {
-			err = lerr
-			break
-		}
-		l, s = fresh, &fresh.Session
-	}
+	})
 	if err != nil {
 		// This request still gets the new token; the session will ask for a
 		// new login when the saved (now spent) refresh token is used.
@@ -161,10 +161,31 @@ func (a *App) redeem(ctx context.Context, r *http.Request, m *session.Manager, p
 	}
 	a.metrics.refreshes.WithLabelValues("refreshed").Inc()
 	ev := a.event(audit.SessionRefreshed, r)
-	ev.User = sessionUser(s)
-	ev.Session = &audit.Session{UID: session.AuditID(l.ID), ExpirationTime: s.Expires.UnixMilli()}
+	ev.User = sessionUser(&l.Session)
+	ev.Session = &audit.Session{UID: session.AuditID(l.ID), ExpirationTime: l.Session.Expires.UnixMilli()}
 	a.emit(audit.SessionRefreshed, ev)
 	return l, nil
+}
+
+// saveTokens applies set to the session, releases this replica's refresh
+// claim and saves it. This replica holds the claim, so applying set to a
+// newer version of the record (a LastSeen update) loses nothing; it retries
+// on such conflicts. The returned session carries set's changes even when
+// the save failed.
+func (a *App) saveTokens(ctx context.Context, m *session.Manager, l *session.Loaded, set func(*session.Session)) (*session.Loaded, error) {
+	for attempt := 0; ; attempt++ {
+		set(&l.Session)
+		l.Session.RefreshingBy, l.Session.RefreshingUntil = "", time.Time{}
+		err := m.Save(ctx, l)
+		if err == nil || !errors.Is(err, session.ErrConflict) || attempt == 5 {
+			return l, err
+		}
+		fresh, lerr := m.Load(ctx, l.ID)
+		if lerr != nil {
+			return l, lerr
+		}
+		l = fresh
+	}
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {

@@ -210,3 +210,55 @@ func TestEmailFromSCIMWhenTheIDTokenHasNone(t *testing.T) {
 		t.Fatalf("SCIM Me called %d times, want 1", n)
 	}
 }
+
+// TestUnreachableKeysDuringRefreshKeepTheSession: the provider rotated its
+// signing key and the first JWKS fetch for the new key fails. The request
+// fails with a try-again answer, the session survives, and the next request
+// refreshes with the refresh token the failed attempt was given (the
+// integration's refresh tokens are single-use, so losing it would end the
+// session).
+func TestUnreachableKeysDuringRefreshKeepTheSession(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault emulator.Fault
+	}{
+		{"JWKS answers 503 once", emulator.Fault{StatusCode: http.StatusServiceUnavailable, Times: 1}},
+		{"JWKS answers 500 once", emulator.Fault{StatusCode: http.StatusInternalServerError, Times: 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := newHarness(t, options{nats: true})
+			in := h.instances[0]
+			b := h.browser()
+			b.login(in, "alice@example.com")
+			csrf := b.csrf(in)
+			if _, err := h.emu.RotateKeys(); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.emu.InjectRouteFault(emulator.RouteKeys, tt.fault); err != nil {
+				t.Fatal(err)
+			}
+			h.clock.Advance(5 * time.Minute)
+			chat := map[string]any{"messages": []map[string]string{{"role": "user", "content": "hi"}}}
+			resp, body := b.postJSON(in.at("/api/invoke"), csrf, chat)
+			if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(body, "TEMPORARILY_UNAVAILABLE") {
+				t.Fatalf("invoke while the keys are unreachable: %d %s, want 503", resp.StatusCode, body)
+			}
+			if status, _ := b.me(in); status != http.StatusOK {
+				t.Fatalf("the session ended after a transient key failure: /api/me %d", status)
+			}
+			resp, body = b.postJSON(in.at("/api/invoke"), csrf, chat)
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("invoke once the keys are back: %d %s", resp.StatusCode, body)
+			}
+			evs := h.events()
+			if n := len(ofType(evs, audit.SessionExpired)); n != 0 {
+				t.Fatalf("%d session.expired events, want none", n)
+			}
+			if n := len(ofType(evs, audit.SessionRefreshed)); n != 1 {
+				t.Fatalf("%d session.refreshed events, want 1", n)
+			}
+			checkNoSecrets(t, h, evs)
+		})
+	}
+}
