@@ -53,11 +53,16 @@ func TestQueueHoldsKeyChangedWhileProcessingUntilDone(t *testing.T) {
 	}
 }
 
+// TestQueueNeverProcessesOneKeyTwiceAtOnceUnderStorm: 8 workers, 20 keys,
+// 20,000 adds. No key is ever in two workers at once, duplicates merge, and
+// every key's last change is reconciled by a run that started after it.
 func TestQueueNeverProcessesOneKeyTwiceAtOnceUnderStorm(t *testing.T) {
 	q := NewQueue(clock.Real{}, 0, 0)
 	const keys, workers, adds = 20, 8, 20000
 	var (
 		inFlight [keys]atomic.Int32
+		version  [keys]atomic.Int64 // bumped before each add
+		seen     [keys]atomic.Int64 // the version a run started from
 		runs     atomic.Int64
 		overlap  atomic.Bool
 		wg       sync.WaitGroup
@@ -76,6 +81,8 @@ func TestQueueNeverProcessesOneKeyTwiceAtOnceUnderStorm(t *testing.T) {
 				if inFlight[i].Add(1) != 1 {
 					overlap.Store(true)
 				}
+				seen[i].Store(version[i].Load())
+				time.Sleep(20 * time.Microsecond) // a reconcile takes time: widen the window for overlaps
 				runs.Add(1)
 				inFlight[i].Add(-1)
 				q.Done(k)
@@ -83,8 +90,17 @@ func TestQueueNeverProcessesOneKeyTwiceAtOnceUnderStorm(t *testing.T) {
 		}()
 	}
 	for i := 0; i < adds; i++ {
+		version[i%keys].Add(1)
 		q.Add(fmt.Sprintf("k%d", i%keys), Priority(i%2))
 	}
+	waitFor(t, func() bool {
+		for i := range keys {
+			if seen[i].Load() != version[i].Load() {
+				return false
+			}
+		}
+		return true
+	})
 	q.ShutDownAndWait()
 	wg.Wait()
 	if overlap.Load() {
