@@ -74,19 +74,22 @@ func TestRunServesHealthMetricsAndReconciles(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	for path, want := range map[string]string{
-		"/healthz": "ok",
-		"/readyz":  "ok leader",
-		"/metrics": `servingapp_controller_reconciles_total{result="success"}`,
+	for _, tc := range []struct{ path, want string }{
+		{"/healthz", "ok"},
+		{"/readyz", "ok leader"},
+		{"/metrics", `servingapp_controller_reconciles_total{result="success"}`},
+		{"/metrics", "servingapp_controller_reconcile_duration_seconds_count "},
+		{"/metrics", "servingapp_controller_leader 1"},
+		{"/metrics", "servingapp_controller_queue_depth "},
 	} {
-		resp, err := http.Get(base + path)
+		resp, err := http.Get(base + tc.path)
 		if err != nil {
 			t.Fatal(err)
 		}
 		b, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(b), want) {
-			t.Fatalf("GET %s: %d %s", path, resp.StatusCode, b)
+		if resp.StatusCode != 200 || !strings.Contains(string(b), tc.want) {
+			t.Fatalf("GET %s: %d, want %q in\n%s", tc.path, resp.StatusCode, tc.want, b)
 		}
 	}
 }
