@@ -48,6 +48,8 @@ type Config struct {
 	// Scopes requested at login; empty means DefaultScopes. Must hold openid.
 	Scopes []string
 	// Issuer overrides the OpenID issuer; empty means DatabricksHost + "/oidc".
+	// It is used exactly as given, a trailing "/" included, because it must
+	// equal the issuer in the provider's discovery document and ID tokens.
 	Issuer string
 	// Namespace and Name identify the ServingApp (audit events, bucket names).
 	Namespace string
@@ -152,7 +154,10 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		ClientSecret:    getenv(appenv.ClientSecret),
 		RedirectURL:     required(appenv.RedirectURL),
 		Scopes:          strings.Fields(get(appenv.Scopes)),
-		Issuer:          strings.TrimRight(get(appenv.Issuer), "/"),
+		// The issuer is an identifier compared exactly (OpenID Connect
+		// Discovery 1.0 section 4.3), so a trailing slash stays; only URLs
+		// built from the Databricks host are trimmed.
+		Issuer:          get(appenv.Issuer),
 		Namespace:       required(appenv.AppNamespace),
 		Name:            required(appenv.AppName),
 		PathPrefix:      get(appenv.PathPrefix),

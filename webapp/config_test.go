@@ -1,8 +1,11 @@
 package webapp
 
 import (
+	"context"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -182,5 +185,68 @@ func TestPreferredLanguage(t *testing.T) {
 		if catalog["ja"][key] == "" {
 			t.Errorf("no Japanese text for %s", key)
 		}
+	}
+}
+
+func TestConfigFromEnvKeepsTheIssuerExactly(t *testing.T) {
+	tests := []struct{ issuer, want string }{
+		{"", "https://dbc-1234.cloud.databricks.com/oidc"},
+		{"https://login.example.com/tenant/", "https://login.example.com/tenant/"},
+		{"https://login.example.com/", "https://login.example.com/"},
+		{"https://login.example.com", "https://login.example.com"},
+		{" https://login.example.com/tenant/ ", "https://login.example.com/tenant/"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.issuer, func(t *testing.T) {
+			env := validEnv()
+			env[appenv.DatabricksHost] = "https://dbc-1234.cloud.databricks.com/"
+			env[appenv.Issuer] = tt.issuer
+			c, err := ConfigFromEnv(func(k string) string { return env[k] })
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Issuer != tt.want || c.DatabricksHost != "https://dbc-1234.cloud.databricks.com" {
+				t.Fatalf("issuer %q, host %q; want issuer %q", c.Issuer, c.DatabricksHost, tt.want)
+			}
+		})
+	}
+}
+
+// TestAppDiscoversAnIssuerWithATrailingSlash configures an app from the
+// environment against a provider whose discovery issuer ends in "/" (as
+// some independent providers' do) and waits for it to become ready, which
+// needs discovery to accept the issuer.
+func TestAppDiscoversAnIssuerWithATrailingSlash(t *testing.T) {
+	var srv *httptest.Server
+	srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/tenant/.well-known/openid-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]any{
+			"issuer":                 srv.URL + "/tenant/",
+			"authorization_endpoint": srv.URL + "/tenant/authorize",
+			"token_endpoint":         srv.URL + "/tenant/token",
+			"jwks_uri":               srv.URL + "/tenant/keys",
+		})
+	}))
+	defer srv.Close()
+	env := validEnv()
+	env[appenv.Issuer] = srv.URL + "/tenant/"
+	env[appenv.AuditOutboxDir] = t.TempDir()
+	cfg, err := ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	app, err := New(cfg, Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	defer func() { _ = app.Close(ctx) }()
+	if err := app.Ready(ctx); err != nil {
+		t.Fatalf("an app configured with issuer %s/tenant/: %v", srv.URL, err)
 	}
 }
