@@ -27,8 +27,9 @@ type StreamRecorder struct {
 	Clock        clock.Clock
 	ControllerID string
 
-	mu   sync.Mutex
-	last map[string]lastEvent
+	mu        sync.Mutex
+	last      map[string]lastEvent
+	lastSweep time.Time
 }
 
 type lastEvent struct {
@@ -66,6 +67,16 @@ func (r *StreamRecorder) record(ctx context.Context, ev audit.ReconcileEvent, se
 	r.mu.Lock()
 	if r.last == nil {
 		r.last = map[string]lastEvent{}
+	}
+	// Entries older than the window suppress nothing: drop them once a
+	// window, so apps that were deleted (or went quiet) do not stay forever.
+	if now.Sub(r.lastSweep) >= repeatWindow {
+		for k, e := range r.last {
+			if now.Sub(e.at) >= repeatWindow {
+				delete(r.last, k)
+			}
+		}
+		r.lastSweep = now
 	}
 	prev, seen := r.last[key]
 	if seen && prev.reason == reason && prev.message == message && now.Sub(prev.at) < repeatWindow {
