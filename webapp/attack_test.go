@@ -276,3 +276,62 @@ func TestInvocationRejectsBadBodies(t *testing.T) {
 		t.Fatalf("oversized form: %d", resp.StatusCode)
 	}
 }
+
+// TestUnverifiedEmailIsNotTrustedByTheDomainPolicy: an ID token that says
+// email_verified false does not pass the allowed-domain policy, whatever
+// its email; an absent claim (Databricks omits it) is trusted as before.
+func TestUnverifiedEmailIsNotTrustedByTheDomainPolicy(t *testing.T) {
+	h := newHarness(t, options{nats: true, instances: 2, config: func(i int, c *webapp.Config) {
+		if i == 0 {
+			c.AllowedEmailDomains = []string{"corp.example"}
+		}
+	}})
+	trusted, _ := testKeys()
+	h.hook.extraJWK = trustedJWK()
+	const policy, noPolicy = 0, 1
+	tests := []struct {
+		name     string
+		instance int
+		verified any // nil: the claim is absent
+		denied   bool
+	}{
+		{"claim absent", policy, nil, false},
+		{"verified", policy, true, false},
+		{"not verified", policy, false, true},
+		{`not verified, as the string "false"`, policy, "false", true},
+		{"not verified, without a domain policy", noPolicy, false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h.hook.setForge(func(c map[string]any, _ string) string {
+				c["email"] = "alice@corp.example"
+				if tt.verified != nil {
+					c["email_verified"] = tt.verified
+				}
+				return signJWT("RS256", trustedKID, trusted, "", c)
+			})
+			defer h.hook.setForge(nil)
+			in := h.instances[tt.instance]
+			b := h.browser()
+			cb := b.authorize(in, in.at("/login"), "alice@example.com")
+			resp, page := b.noFollow(cb.String())
+			if !tt.denied {
+				if resp.StatusCode != http.StatusSeeOther {
+					t.Fatalf("callback: %d, want a signed-in redirect\n%s", resp.StatusCode, page)
+				}
+				if status, me := b.me(in); status != http.StatusOK || me["email"] != "alice@corp.example" {
+					t.Fatalf("/api/me: %d %v", status, me)
+				}
+				return
+			}
+			expectLoginFailed(t, h, b, in, resp, page, audit.ReasonPolicyDenied)
+			if ev := eventFor(t, h.events(), audit.LoginFailed, resp.Header.Get("X-Request-Id")); ev.Event.StatusCode != "email_unverified" {
+				t.Fatalf("status_code %q, want email_unverified", ev.Event.StatusCode)
+			}
+			if !strings.Contains(elementText(page, "error-message"), "not verified") {
+				t.Fatalf("error page: %s", elementText(page, "error-message"))
+			}
+		})
+	}
+	checkSchemas(t, h.events())
+}

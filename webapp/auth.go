@@ -229,6 +229,15 @@ func (a *App) handleCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	user := &audit.User{UID: ident.Subject, EmailAddr: ident.Email, Name: ident.Name}
 	userID := ident.Subject
+	if ident.Email != "" && ident.EmailUnverified && len(a.cfg.AllowedEmailDomains) > 0 {
+		// The provider says it has not checked that the user owns this
+		// address, so its domain proves nothing: refuse rather than ask SCIM
+		// Me, because a workspace provisioned from this same provider may
+		// hold the same unchecked address. Without a domain policy the
+		// email only labels the user and the sign-in goes on.
+		a.loginFailed(w, r, audit.ReasonPolicyDenied, codeEmailUnverified, "the ID token says the email address is not verified (email_verified is false), so the allowed email domains cannot be checked", user, "")
+		return
+	}
 	if user.EmailAddr == "" {
 		me, err := a.ws.WithToken(databricks.StaticToken(tokens.AccessToken)).Me(ctx)
 		if err != nil {
@@ -296,6 +305,10 @@ func (a *App) handleCallback(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, target, http.StatusSeeOther)
 }
 
+// codeEmailUnverified is the status code of a policy_denied login whose ID
+// token said email_verified false.
+const codeEmailUnverified = "email_unverified"
+
 // emailAllowed applies the identity policy.
 func (a *App) emailAllowed(email string) bool {
 	if len(a.cfg.AllowedEmailDomains) == 0 {
@@ -333,6 +346,10 @@ func (a *App) loginFailed(w http.ResponseWriter, r *http.Request, reason, code, 
 	case audit.ReasonAccessDenied:
 		a.renderErrorWithLogin(w, r, http.StatusForbidden, returnTo, "err_access_denied", code)
 	case audit.ReasonPolicyDenied:
+		if code == codeEmailUnverified {
+			a.renderError(w, r, http.StatusForbidden, "err_email_unverified", user.EmailAddr)
+			return
+		}
 		a.renderError(w, r, http.StatusForbidden, "err_policy", user.EmailAddr)
 	case audit.ReasonInvalidIDToken:
 		a.renderErrorWithLogin(w, r, http.StatusBadRequest, returnTo, "err_id_token")
