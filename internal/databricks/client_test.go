@@ -841,3 +841,39 @@ func TestConstructorsRejectBadConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamEndingWithoutDoneIsCleanOnlyAfterAFinishReason: [DONE] is not
+// promised by Databricks, so its absence alone is no error; a stream cut off
+// before any finish_reason is.
+func TestStreamEndingWithoutDoneIsCleanOnlyAfterAFinishReason(t *testing.T) {
+	cases := []struct {
+		name    string
+		events  []string
+		wantErr error
+	}{
+		{"done", []string{`{"choices":[{"index":0,"delta":{"content":"a"}}]}`, `[DONE]`}, nil},
+		{"finish reason, no done", []string{`{"choices":[{"index":0,"delta":{"content":"a"}}]}`, `{"choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}`}, nil},
+		{"cut off", []string{`{"choices":[{"index":0,"delta":{"content":"a"}}]}`}, databricks.ErrIncompleteStream},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				for _, ev := range tc.events {
+					fmt.Fprintf(w, "data: %s\n\n", ev)
+				}
+			}))
+			defer srv.Close()
+			ws, err := databricks.NewWorkspaceClient(databricks.WorkspaceConfig{Host: srv.URL, TokenSource: databricks.StaticToken("t")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			chunks := 0
+			err = ws.StreamFunc(context.Background(), "echo", databricks.ChatRequest{Messages: []databricks.ChatMessage{{Role: "user", Content: "hi"}}},
+				func(databricks.ChatChunk) error { chunks++; return nil })
+			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) || chunks == 0 {
+				t.Fatalf("err %v after %d chunks, want %v", err, chunks, tc.wantErr)
+			}
+		})
+	}
+}

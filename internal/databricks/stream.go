@@ -15,9 +15,16 @@ import (
 // errStop ends a StreamFunc early without an error.
 var errStop = errors.New("stop")
 
+// ErrIncompleteStream is returned when a stream ends without "data: [DONE]"
+// and before any choice had a finish_reason: the answer was cut off.
+var ErrIncompleteStream = errors.New("the stream ended before the answer was complete")
+
 // Stream sends a chat request with "stream": true and yields the chunks as
 // the server sends them (OpenAI-style server-sent events ending with
-// "data: [DONE]"; a stream that ends without [DONE] also ends cleanly).
+// "data: [DONE]"). [DONE] comes from OpenAI compatibility and no Databricks
+// source promises it, so a stream that ends without it still ends cleanly
+// once a choice has had its finish_reason; one that ends before that yields
+// ErrIncompleteStream.
 // Stopping the iteration closes the connection. An error is yielded at most
 // once, as the last element. Retries happen only before the stream starts.
 func (c *WorkspaceClient) Stream(ctx context.Context, endpoint string, req ChatRequest) iter.Seq2[ChatChunk, error] {
@@ -62,6 +69,7 @@ func (c *WorkspaceClient) stream(ctx context.Context, endpoint string, req ChatR
 	}
 	defer func() { _ = resp.Body.Close() }()
 	served := resp.Header.Get("served-model-name")
+	finished := false
 	err = readEvents(resp.Body, func(data []byte) error {
 		if bytes.Equal(data, []byte("[DONE]")) {
 			return io.EOF
@@ -74,10 +82,16 @@ func (c *WorkspaceClient) stream(ctx context.Context, endpoint string, req ChatR
 			return fmt.Errorf("decode chunk: %w", err)
 		}
 		chunk.ServedModel = served
+		for _, ch := range chunk.Choices {
+			finished = finished || ch.FinishReason != ""
+		}
 		return fn(chunk)
 	})
-	if err == nil || errors.Is(err, io.EOF) {
+	if errors.Is(err, io.EOF) || err == nil && finished {
 		return nil
+	}
+	if err == nil {
+		return opError(op, ErrIncompleteStream)
 	}
 	if errors.Is(err, errStop) {
 		return err
