@@ -335,3 +335,44 @@ func TestUnverifiedEmailIsNotTrustedByTheDomainPolicy(t *testing.T) {
 	}
 	checkSchemas(t, h.events())
 }
+
+// TestProviderErrorsKeepTheirCode: only error=access_denied is recorded as
+// access_denied; other provider errors are failed sign-ins
+// (exchange_failed) that keep the provider's code in status_code.
+func TestProviderErrorsKeepTheirCode(t *testing.T) {
+	h := newHarness(t, options{nats: true})
+	in := h.instances[0]
+	tests := []struct {
+		providerError string
+		reason        string
+		code          string
+		status        int
+	}{
+		{"access_denied", audit.ReasonAccessDenied, "access_denied", http.StatusForbidden},
+		{"server_error", audit.ReasonExchangeFailed, "server_error", http.StatusBadGateway},
+		{"temporarily_unavailable", audit.ReasonExchangeFailed, "temporarily_unavailable", http.StatusBadGateway},
+		{"invalid_scope", audit.ReasonExchangeFailed, "invalid_scope", http.StatusBadGateway},
+		{"login_required", audit.ReasonExchangeFailed, "login_required", http.StatusBadGateway},
+		{"weird\"code\x01é", audit.ReasonExchangeFailed, "weird?code???", http.StatusBadGateway},
+	}
+	for _, tt := range tests {
+		t.Run(tt.providerError, func(t *testing.T) {
+			b := h.browser()
+			cb := b.authorize(in, in.at("/login"), "alice@example.com")
+			cb.RawQuery = url.Values{"error": {tt.providerError}, "error_description": {"Something happened."}, "state": {cb.Query().Get("state")}}.Encode()
+			resp, page := b.noFollow(cb.String())
+			if resp.StatusCode != tt.status {
+				t.Fatalf("status %d, want %d", resp.StatusCode, tt.status)
+			}
+			expectLoginFailed(t, h, b, in, resp, page, tt.reason)
+			ev := eventFor(t, h.events(), audit.LoginFailed, resp.Header.Get("X-Request-Id"))
+			if ev.Event.StatusCode != tt.code || !strings.Contains(ev.Event.Message, "Something happened.") {
+				t.Fatalf("status_code %q, message %q; want code %q", ev.Event.StatusCode, ev.Event.Message, tt.code)
+			}
+			if !strings.Contains(elementText(page, "error-message"), tt.code) || !strings.Contains(page, `id="error-login"`) {
+				t.Fatalf("the error page does not name %q or offer a new sign-in:\n%s", tt.code, page)
+			}
+		})
+	}
+	checkSchemas(t, h.events())
+}

@@ -197,11 +197,21 @@ func (a *App) handleCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if e := q.Get("error"); e != "" {
-		detail := "the identity provider answered " + truncate(e, 64)
+		code := oauthErrorCode(e)
+		detail := "the identity provider answered " + code
 		if d := q.Get("error_description"); d != "" {
 			detail += ": " + truncate(d, 256)
 		}
-		a.loginFailed(w, r, audit.ReasonAccessDenied, truncate(e, 64), detail, nil, pending.ReturnTo)
+		// Only access_denied is a refusal (the user or the provider said
+		// no). Every other code (server_error, temporarily_unavailable,
+		// invalid_scope, login_required, ...) means the sign-in itself
+		// failed; the audit schema has no reason of its own for that, so it
+		// is exchange_failed with the provider's code in status_code.
+		reason := audit.ReasonExchangeFailed
+		if code == "access_denied" {
+			reason = audit.ReasonAccessDenied
+		}
+		a.loginFailed(w, r, reason, code, detail, nil, pending.ReturnTo)
 		return
 	}
 	code := q.Get("code")
@@ -356,8 +366,25 @@ func (a *App) loginFailed(w http.ResponseWriter, r *http.Request, reason, code, 
 	case audit.ReasonNonceMismatch:
 		a.renderErrorWithLogin(w, r, http.StatusBadRequest, returnTo, "err_nonce")
 	default:
+		if code != "" {
+			a.renderErrorWithLogin(w, r, http.StatusBadGateway, returnTo, "err_exchange_code", code)
+			return
+		}
 		a.renderErrorWithLogin(w, r, http.StatusBadGateway, returnTo, "err_exchange")
 	}
+}
+
+// oauthErrorCode returns a provider's error code as it may be recorded: at
+// most 64 characters of the set RFC 6749 allows (printable ASCII but " and
+// \), others replaced with '?'.
+func oauthErrorCode(e string) string {
+	b := []byte(truncate(e, 64))
+	for i, c := range b {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			b[i] = '?'
+		}
+	}
+	return string(b)
 }
 
 // handleLogout ends the session: POST /logout with the session's CSRF token.
