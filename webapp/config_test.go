@@ -113,6 +113,7 @@ func TestSafeReturnTo(t *testing.T) {
 			"javascript:alert(1)":          false,
 			"":                             false,
 			base + "/a\nb":                 false,
+			base + "/?q=\xff":              false, // invalid UTF-8
 			"/" + strings.Repeat("a", 600): false,
 		}
 		if base != "" {

@@ -1,16 +1,20 @@
 package webapp
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/servingapp/servingapp/webapp/login"
 )
@@ -35,6 +39,12 @@ func newCookieNames(namespace, name string, secure bool) cookieNames {
 }
 
 func (a *App) setCookie(w http.ResponseWriter, name, value string, expires time.Time) {
+	http.SetCookie(w, a.cookie(name, value, expires))
+}
+
+// cookie is a cookie of the app: host-only, HttpOnly, SameSite=Lax, Secure
+// unless in dev mode, and a session cookie when expires is zero.
+func (a *App) cookie(name, value string, expires time.Time) *http.Cookie {
 	c := &http.Cookie{
 		Name:     name,
 		Value:    value,
@@ -47,7 +57,7 @@ func (a *App) setCookie(w http.ResponseWriter, name, value string, expires time.
 		c.Expires = expires
 		c.MaxAge = max(1, int(expires.Sub(a.clock.Now())/time.Second))
 	}
-	http.SetCookie(w, c)
+	return c
 }
 
 func (a *App) clearCookie(w http.ResponseWriter, name string) {
@@ -55,9 +65,13 @@ func (a *App) clearCookie(w http.ResponseWriter, name string) {
 }
 
 // maxPendingLogins bounds the logins one browser can have in flight (tabs):
-// the oldest is forgotten when a new one starts, so the login cookie stays
-// well under the 4 KiB browsers allow.
+// the oldest is forgotten when a new one starts.
 const maxPendingLogins = 4
+
+// maxCookieBytes bounds the login cookie's whole Set-Cookie value (name,
+// value and attributes): browsers drop larger cookies (RFC 6265 section 6.1
+// asks them to keep at least 4096 bytes).
+const maxCookieBytes = 4096
 
 // maxReturnTo bounds a return_to path.
 const maxReturnTo = 512
@@ -104,20 +118,51 @@ func (a *App) readLoginState(r *http.Request) loginState {
 	return st
 }
 
+// writeLoginState seals st into the login cookie. The cookie is measured
+// as sent: while it exceeds maxCookieBytes the oldest pending logins are
+// dropped, and when the newest alone is too big its return_to is (it then
+// lands on the home page). Only the encoded size is a safe measure: JSON
+// may escape a character of return_to into six bytes, and base64 adds a
+// third.
 func (a *App) writeLoginState(w http.ResponseWriter, st loginState) error {
+	st.Logins = slices.Clone(st.Logins) // never change the caller's logins
 	if len(st.Logins) > maxPendingLogins {
 		st.Logins = st.Logins[len(st.Logins)-maxPendingLogins:]
 	}
-	plain, err := json.Marshal(st)
-	if err != nil {
-		return err
+	for {
+		c, err := a.loginCookie(st)
+		if err != nil {
+			return err
+		}
+		if len(c.String()) <= maxCookieBytes {
+			http.SetCookie(w, c)
+			return nil
+		}
+		switch {
+		case len(st.Logins) > 1:
+			st.Logins = st.Logins[1:]
+		case len(st.Logins) == 1 && st.Logins[0].ReturnTo != "":
+			st.Logins[0].ReturnTo = ""
+		default:
+			return fmt.Errorf("the login cookie needs %d bytes, more than %d", len(c.String()), maxCookieBytes)
+		}
 	}
-	sealed, err := a.loginSeal.Seal(plain, []byte(a.cookies.login))
-	if err != nil {
-		return err
+}
+
+// loginCookie seals st into a login cookie.
+func (a *App) loginCookie(st loginState) (*http.Cookie, error) {
+	var plain bytes.Buffer
+	enc := json.NewEncoder(&plain)
+	// The cookie is never HTML, so &, < and > need not cost six bytes each.
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(st); err != nil {
+		return nil, err
 	}
-	a.setCookie(w, a.cookies.login, base64.RawURLEncoding.EncodeToString(sealed), time.Time{})
-	return nil
+	sealed, err := a.loginSeal.Seal(bytes.TrimSuffix(plain.Bytes(), []byte("\n")), []byte(a.cookies.login))
+	if err != nil {
+		return nil, err
+	}
+	return a.cookie(a.cookies.login, base64.RawURLEncoding.EncodeToString(sealed), time.Time{}), nil
 }
 
 // take removes and returns the login whose state is state.
@@ -135,11 +180,14 @@ func (st *loginState) take(state string) (pendingLogin, bool) {
 }
 
 // safeReturnTo returns raw if it is a clean path of this app (under the
-// path prefix, no scheme, host, backslash, dot segments, control characters
-// or fragment), and "" otherwise. The query is kept.
+// path prefix, no scheme, host, backslash, dot segments, control characters,
+// invalid UTF-8 or fragment), and "" otherwise. The query is kept.
 func (a *App) safeReturnTo(raw string) string {
 	if raw == "" || len(raw) > maxReturnTo || !strings.HasPrefix(raw, "/") || strings.HasPrefix(raw, "//") {
 		return ""
+	}
+	if !utf8.ValidString(raw) {
+		return "" // it would not survive the login cookie's JSON unchanged
 	}
 	for _, c := range raw {
 		if c < 0x20 || c == 0x7f || c == '\\' || c == '#' {

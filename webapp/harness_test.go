@@ -338,9 +338,10 @@ type browser struct {
 	client *http.Client
 	// stopAt, when set, makes the client stop at (not follow) a redirect to
 	// a URL whose path it matches.
-	stopAt  string
-	cookies []*http.Cookie // every Set-Cookie seen
-	mu      sync.Mutex
+	stopAt     string
+	cookies    []*http.Cookie // every Set-Cookie seen
+	setCookies []string       // and each as sent, with the URL that set it
+	mu         sync.Mutex
 }
 
 type recordingTransport struct {
@@ -356,6 +357,9 @@ func (rt recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 	if err == nil {
 		rt.b.mu.Lock()
 		rt.b.cookies = append(rt.b.cookies, resp.Cookies()...)
+		for _, v := range resp.Header.Values("Set-Cookie") {
+			rt.b.setCookies = append(rt.b.setCookies, req.URL.Path+" "+v)
+		}
 		rt.b.mu.Unlock()
 	}
 	return resp, err

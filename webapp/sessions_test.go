@@ -262,3 +262,53 @@ func TestUnreachableKeysDuringRefreshKeepTheSession(t *testing.T) {
 		})
 	}
 }
+
+// TestLoginCookieStaysUnder4KiB starts ten logins in one browser (tabs)
+// with return_to values whose characters JSON escapes; every Set-Cookie the
+// app sends fits the 4096 bytes browsers keep, and the newest login still
+// completes to its return_to.
+func TestLoginCookieStaysUnder4KiB(t *testing.T) {
+	h := newHarness(t, options{})
+	in := h.instances[0]
+	tests := []struct {
+		name     string
+		returnTo string
+	}{
+		{"ampersands", prefix + "/?" + strings.Repeat("&", 500)},
+		{"angle brackets", prefix + "/?q=" + strings.Repeat("<>", 250)},
+		{"line separators (escaped even without HTML escaping)", prefix + "/?" + strings.Repeat("\u2028", 168)},
+		{"plain", prefix + "/api/me"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if len(tt.returnTo) > 512 {
+				t.Fatalf("return_to of %d bytes; the app caps them at 512", len(tt.returnTo))
+			}
+			b := h.browser()
+			var callbacks []*url.URL
+			for range 10 {
+				callbacks = append(callbacks, b.authorize(in, in.at("/login?return_to="+url.QueryEscape(tt.returnTo)), "alice@example.com"))
+			}
+			resp, _ := b.noFollow(callbacks[9].String())
+			loc, _ := url.PathUnescape(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusSeeOther || loc != tt.returnTo {
+				t.Fatalf("the newest login: %d to %.60q..., want its return_to", resp.StatusCode, loc)
+			}
+			b.mu.Lock()
+			defer b.mu.Unlock()
+			n := 0
+			for _, c := range b.setCookies {
+				if !strings.HasPrefix(c, prefix+"/") {
+					continue // the emulator's
+				}
+				n++
+				if _, v, _ := strings.Cut(c, " "); len(v) > 4096 {
+					t.Errorf("a Set-Cookie of %d bytes (%.40s...)", len(v), v)
+				}
+			}
+			if n < 11 {
+				t.Fatalf("only %d Set-Cookie headers from the app", n)
+			}
+		})
+	}
+}
