@@ -255,6 +255,10 @@ type term struct {
 	specsAt, triedAt time.Time
 	nextScale        time.Time
 	fill             int // stream fill level last reported: 0 fine, 1 nearly full, 2 full
+	// lastDelivery and lastSeq are the consumer and stream sequences of the
+	// latest delivery this term received: a jump in the first means a
+	// delivery went elsewhere (see handle).
+	lastDelivery, lastSeq uint64
 }
 
 func (e *Engine) startTerm(ctx context.Context) (*term, error) {
@@ -432,7 +436,50 @@ func (t *term) handle(ctx context.Context, m jetstream.Msg) {
 		_ = m.Ack()
 		return
 	}
-	t.fold(ctx, m.Subject(), m.Data(), meta.Sequence.Stream, m.Reply())
+	delivery, seq := meta.Sequence.Consumer, meta.Sequence.Stream
+	// Deliveries are numbered one by one. A number skipped is a message the
+	// server handed to somebody else (a pull request of a previous
+	// connection, another process bound to this consumer): it comes back only
+	// after AckWait, behind later sequences that its app's record already
+	// counts, and would be skipped as old. Fetch what lies between now, in
+	// order, so every event is counted, and counted before the later ones.
+	if t.lastDelivery != 0 && delivery > t.lastDelivery+1 && seq > t.lastSeq+1 {
+		t.fillGap(ctx, t.lastSeq+1, seq)
+	}
+	t.lastDelivery = max(t.lastDelivery, delivery)
+	t.fold(ctx, m.Subject(), m.Data(), seq, m.Reply())
+	t.lastSeq = max(t.lastSeq, seq)
+}
+
+// fillGap folds the engine's messages with stream sequences in [from, to),
+// read directly from the stream. They are acknowledged when their own
+// delivery comes back, which fold then recognises as already counted.
+func (t *term) fillGap(ctx context.Context, from, to uint64) {
+	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for from < to {
+		var next *jetstream.RawStreamMsg
+		for _, subj := range filterSubjects {
+			m, err := t.stream.GetMsg(gctx, from, jetstream.WithGetMsgSubject(subj))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				t.e.opts.Log.Warn("usage: could not read the audit events another consumer was given; they are counted when redelivered unless later events of their app came first",
+					"from", from, "to", to, "error", err)
+				return
+			}
+			if m.Sequence < to && (next == nil || m.Sequence < next.Sequence) {
+				next = m
+			}
+		}
+		if next == nil {
+			return
+		}
+		t.e.m.events.WithLabelValues("gap_filled").Inc()
+		t.fold(ctx, next.Subject, next.Data, next.Sequence, "")
+		from = next.Sequence + 1
+	}
 }
 
 // wireEvent is the part of an audit CloudEvent the engine reads.

@@ -23,7 +23,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "servingapp_usage_events_total",
-			Help: "Audit events the usage consumer read, by result: counted, duplicate_sequence (already counted before a restart or redelivery), duplicate_id (stored twice by the stream), outside_window, invalid.",
+			Help: "Audit events the usage consumer read, by result: counted, duplicate_sequence (already counted before a restart or redelivery), duplicate_id (stored twice by the stream), outside_window, invalid; gap_filled also counts, under its own label, each event read straight from the stream because its delivery went to another consumer.",
 		}, []string{"result"}),
 		statusWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "servingapp_usage_status_writes_total",
@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Source addresses blocked and unblocked after failed logins, by action: blocked, unblocked.",
 		}, []string{"action"}),
 	}
-	for _, r := range []string{"counted", "duplicate_sequence", "duplicate_id", "outside_window", "invalid"} {
+	for _, r := range []string{"counted", "duplicate_sequence", "duplicate_id", "outside_window", "invalid", "gap_filled"} {
 		m.events.WithLabelValues(r)
 	}
 	if reg == nil {
