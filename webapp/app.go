@@ -83,7 +83,6 @@ type App struct {
 
 	sessions atomic.Pointer[session.Manager]
 	provider atomic.Pointer[login.Provider]
-	csp      atomic.Pointer[string]
 
 	ready     chan struct{}
 	initErr   atomic.Pointer[string]
@@ -193,8 +192,6 @@ func New(cfg Config, deps Deps) (*App, error) {
 	if a.publisher, err = a.openPublisher(reg); err != nil {
 		return nil, fmt.Errorf("start web app %s/%s: %w", cfg.Namespace, cfg.Name, err)
 	}
-	csp := contentSecurityPolicy("")
-	a.csp.Store(&csp)
 	a.handler = a.routes()
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -291,8 +288,6 @@ func (a *App) initOnce(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		csp := contentSecurityPolicy(p.AuthorizationOrigin())
-		a.csp.Store(&csp)
 		a.provider.Store(p)
 	}
 	if a.sessions.Load() == nil {

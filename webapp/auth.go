@@ -141,19 +141,23 @@ func (a *App) storeUnavailable(w http.ResponseWriter, r *http.Request, err error
 
 // handleLogin starts a sign-in: GET /login?return_to=<path of this app>.
 // A return_to that is not a clean path of this app is ignored (the user
-// lands on the home page), so the login can never redirect elsewhere.
+// lands on the home page), so the login can never redirect elsewhere. With
+// resume=1 (the continue page's link) the login takes along the request
+// typed before sign-in that the login cookie names.
 func (a *App) handleLogin(w http.ResponseWriter, r *http.Request) {
 	raw := r.URL.Query().Get("return_to")
 	returnTo := a.safeReturnTo(raw)
 	if raw != "" && returnTo == "" {
 		a.log.Warn("ignoring a return_to that is not a path of this app", "request_id", info(r).id, "client_ip", info(r).clientIP)
 	}
-	a.startLogin(w, r, returnTo, "")
+	a.startLogin(w, r, returnTo, r.URL.Query().Get("resume") == "1")
 }
 
 // startLogin records a new authorization request in the login cookie and
-// sends the browser to the provider.
-func (a *App) startLogin(w http.ResponseWriter, r *http.Request, returnTo, pendingID string) {
+// sends the browser to the provider. It is only ever reached by a plain
+// navigation (GET), never as a redirect after a form submission, which the
+// Content-Security-Policy's form-action would block.
+func (a *App) startLogin(w http.ResponseWriter, r *http.Request, returnTo string, resume bool) {
 	p := a.provider.Load()
 	if p == nil {
 		a.renderError(w, r, http.StatusServiceUnavailable, "err_not_ready")
@@ -166,6 +170,11 @@ func (a *App) startLogin(w http.ResponseWriter, r *http.Request, returnTo, pendi
 		return
 	}
 	st := a.readLoginState(r)
+	pendingID := ""
+	if resume && st.Pending != "" {
+		pendingID = st.Pending
+		st.Pending, st.PendingExpires = "", 0
+	}
 	st.Logins = append(st.Logins, pendingLogin{
 		Request:   req,
 		ReturnTo:  returnTo,
@@ -177,11 +186,19 @@ func (a *App) startLogin(w http.ResponseWriter, r *http.Request, returnTo, pendi
 		a.renderError(w, r, http.StatusInternalServerError, "err_internal")
 		return
 	}
-	status := http.StatusFound
-	if r.Method == http.MethodPost {
-		status = http.StatusSeeOther
-	}
-	http.Redirect(w, r, p.AuthCodeURL(req), status)
+	http.Redirect(w, r, p.AuthCodeURL(req), http.StatusFound)
+}
+
+// handleContinue is the stop between the form posted before sign-in and the
+// provider: GET /login/continue, where that form's answer redirects. It is a
+// page of ours (so the redirect chain of the submission never leaves this
+// origin) that moves on to /login?resume=1 by a meta refresh, and by a link
+// for browsers that do not refresh.
+func (a *App) handleContinue(w http.ResponseWriter, r *http.Request) {
+	d := a.pageData(r)
+	d.LoginURL = a.base + "/login?resume=1"
+	d.Refresh = d.LoginURL
+	a.render(w, r, http.StatusOK, "continue", d)
 }
 
 // handleCallback completes a sign-in: GET /oauth/callback?code=&state=.

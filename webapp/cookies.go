@@ -81,6 +81,11 @@ type loginState struct {
 	// CSRF protects forms posted before sign-in.
 	CSRF   string         `json:"c,omitempty"`
 	Logins []pendingLogin `json:"l,omitempty"`
+	// Pending names the request typed before sign-in that waits for the
+	// login the continue page starts; PendingExpires is when it is gone
+	// (Unix seconds).
+	Pending        string `json:"p,omitempty"`
+	PendingExpires int64  `json:"pe,omitempty"`
 }
 
 // pendingLogin is one started sign-in, waiting for its callback.
@@ -115,6 +120,9 @@ func (a *App) readLoginState(r *http.Request) loginState {
 		}
 	}
 	st.Logins = kept
+	if st.PendingExpires <= now {
+		st.Pending, st.PendingExpires = "", 0
+	}
 	return st
 }
 

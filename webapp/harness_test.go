@@ -437,9 +437,36 @@ func (b *browser) postJSON(u, csrf string, body any) (*http.Response, string) {
 }
 
 var (
-	formAction = regexp.MustCompile(`<form id="login-form" method="post" action="([^"]+)">`)
-	hiddenCSRF = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
+	formAction  = regexp.MustCompile(`<form id="login-form" method="post" action="([^"]+)">`)
+	hiddenCSRF  = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
+	metaRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
+	continueURL = regexp.MustCompile(`<a id="continue" class="button" href="([^"]+)">`)
 )
+
+// follow moves on from the app's continue page the way a browser does (its
+// meta refresh, which must agree with its link) and returns what follows.
+func (b *browser) follow(resp *http.Response, page string) (*http.Response, string) {
+	b.t.Helper()
+	refresh, link := metaRefresh.FindStringSubmatch(page), continueURL.FindStringSubmatch(page)
+	if refresh == nil || link == nil || refresh[1] != link[1] {
+		b.t.Fatalf("not a continue page with a meta refresh and a matching link:\n%s", page)
+	}
+	next, err := resp.Request.URL.Parse(html.UnescapeString(refresh[1]))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return b.get(next.String())
+}
+
+// cspDirective returns the value of one directive of a Content-Security-Policy.
+func cspDirective(csp, name string) string {
+	for _, d := range strings.Split(csp, ";") {
+		if n, v, _ := strings.Cut(strings.TrimSpace(d), " "); n == name {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
 
 // chooseUser presses the user's button on the emulator's login page (the
 // last response) and returns the response that follows.

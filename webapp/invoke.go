@@ -79,8 +79,9 @@ func (a *App) handleSummarize(w http.ResponseWriter, r *http.Request) {
 	a.summarize(w, r, l, text)
 }
 
-// loginThenSummarize keeps text server-side and starts a sign-in that
-// returns to /resume, which summarizes it.
+// loginThenSummarize keeps text server-side, names it in the login cookie
+// and sends the browser to the continue page, whose sign-in returns to
+// /resume, which summarizes it.
 func (a *App) loginThenSummarize(w http.ResponseWriter, r *http.Request, text string) {
 	if len(text) > maxPendingText {
 		d := a.pageData(r)
@@ -95,12 +96,22 @@ func (a *App) loginThenSummarize(w http.ResponseWriter, r *http.Request, text st
 		a.renderError(w, r, http.StatusServiceUnavailable, "err_not_ready")
 		return
 	}
-	id, err := m.PutPending(r.Context(), session.Pending{Text: text, Expires: a.clock.Now().Add(a.cfg.LoginTTL)})
+	expires := a.clock.Now().Add(a.cfg.LoginTTL)
+	id, err := m.PutPending(r.Context(), session.Pending{Text: text, Expires: expires})
 	if err != nil {
 		a.storeUnavailable(w, r, err)
 		return
 	}
-	a.startLogin(w, r, a.base+"/", id)
+	st := a.readLoginState(r)
+	st.Pending, st.PendingExpires = id, expires.Unix()
+	if err := a.writeLoginState(w, st); err != nil {
+		a.log.Error("write login cookie", "request_id", info(r).id, "err", err)
+		a.renderError(w, r, http.StatusInternalServerError, "err_internal")
+		return
+	}
+	// Not to the provider: a redirect there would answer a form submission,
+	// which form-action 'self' forbids (see contentSecurityPolicy).
+	http.Redirect(w, r, a.base+"/login/continue", http.StatusSeeOther)
 }
 
 // handleResume runs the request typed before sign-in: GET /resume, where

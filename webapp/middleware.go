@@ -75,7 +75,7 @@ func (a *App) middleware(next http.Handler) http.Handler {
 
 		h := w.Header()
 		h.Set("X-Request-Id", ri.id)
-		h.Set("Content-Security-Policy", *a.csp.Load())
+		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
 		h.Set("X-Frame-Options", "DENY")
@@ -201,11 +201,9 @@ func (a *App) clientAddress(r *http.Request, peer netip.Addr, trusted bool) (str
 }
 
 // contentSecurityPolicy allows nothing but our own stylesheet, and form
-// submissions to ourselves and to the sign-in page (a form may redirect there).
-func contentSecurityPolicy(authOrigin string) string {
-	formAction := "'self'"
-	if authOrigin != "" {
-		formAction += " " + authOrigin
-	}
-	return "default-src 'none'; style-src 'self'; img-src 'self'; form-action " + formAction + "; frame-ancestors 'none'; base-uri 'none'"
-}
+// submissions only to ourselves. Browsers apply form-action to every
+// redirect that follows a submission (Chrome to the whole chain), so no form
+// of ours may lead to the provider by redirects: the form posted before
+// sign-in ends on a page of ours that moves on by a link and a meta refresh
+// (see handleContinue), which form-action does not govern.
+const contentSecurityPolicy = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"

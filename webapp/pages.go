@@ -25,7 +25,7 @@ type pages struct {
 
 func parsePages() (*pages, error) {
 	p := &pages{byName: map[string]*template.Template{}}
-	for _, name := range []string{"home", "result", "error"} {
+	for _, name := range []string{"home", "result", "error", "continue"} {
 		t, err := template.ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("parse page %s: %w", name, err)
@@ -57,6 +57,9 @@ type pageData struct {
 	ServedModel string
 	Usage       string
 	RequestID   string
+	// Refresh, when set, is a path of this app the page moves on to at once
+	// (a meta refresh: a navigation, not a form submission, and no script).
+	Refresh string
 }
 
 func (a *App) pageData(r *http.Request) pageData {
@@ -167,6 +170,9 @@ var catalog = map[string]map[string]string{
 		"back":                  "Back",
 		"error_title":           "Something went wrong",
 		"request_id":            "Request ID",
+		"continue_title":        "Signing in",
+		"continue_text":         "Your text is kept while you sign in with Databricks; it is summarized right after.",
+		"continue":              "Continue to sign-in",
 		"err_state":             "The sign-in could not be completed: it did not start in this browser, was already used, or has expired. Please sign in again.",
 		"err_access_denied":     "Databricks did not let you sign in (%s).",
 		"err_policy":            "The account %s is not allowed to use this app.",
@@ -217,6 +223,9 @@ var catalog = map[string]map[string]string{
 		"back":                  "戻る",
 		"error_title":           "エラーが発生しました",
 		"request_id":            "リクエスト ID",
+		"continue_title":        "サインイン",
+		"continue_text":         "Databricks でサインインする間、入力したテキストは保持され、サインイン直後に要約されます。",
+		"continue":              "サインインへ進む",
 		"err_state":             "サインインを完了できませんでした。このブラウザで開始されていないか、使用済みか、期限切れです。もう一度サインインしてください。",
 		"err_access_denied":     "Databricks でサインインが許可されませんでした（%s）。",
 		"err_policy":            "アカウント %s はこのアプリを利用できません。",

@@ -9,7 +9,7 @@ import (
 )
 
 // routes builds the handler. With path prefix "/chat" the app answers
-// /chat/, /chat/login, /chat/oauth/callback, /chat/logout, /chat/summarize,
+// /chat/, /chat/login, /chat/login/continue, /chat/oauth/callback, /chat/logout, /chat/summarize,
 // /chat/resume, /chat/api/me, /chat/api/invoke, /chat/static/app.css,
 // /chat/healthz and /chat/readyz; /healthz, /readyz and /metrics are also
 // served at the root for health checks and scrapers that reach the task
@@ -37,6 +37,7 @@ func (a *App) routes() http.Handler {
 		})
 	}
 	route(http.MethodGet, b+"/login", a.handleLogin)
+	route(http.MethodGet, b+"/login/continue", a.handleContinue)
 	route(http.MethodGet, b+"/oauth/callback", a.handleCallback)
 	route(http.MethodPost, b+"/logout", a.handleLogout)
 	route(http.MethodPost, b+"/summarize", a.handleSummarize)

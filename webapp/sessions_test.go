@@ -2,6 +2,8 @@ package webapp_test
 
 import (
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -74,8 +76,12 @@ func TestRequestTypedBeforeLoginRunsAfterLogin(t *testing.T) {
 	b := h.browser()
 	_, page := b.get(in.at("/"))
 	resp, page := b.postForm(in.at("/summarize"), url.Values{"text": {summaryText}, "csrf": {csrfOf(t, page)}})
+	if resp.Request.URL.Path != prefix+"/login/continue" {
+		t.Fatalf("summarize before login went to %s, want the continue page", resp.Request.URL)
+	}
+	resp, page = b.follow(resp, page)
 	if !strings.Contains(resp.Request.URL.Path, "/oidc/v1/authorize") {
-		t.Fatalf("summarize before login went to %s, want the sign-in page", resp.Request.URL)
+		t.Fatalf("the continue page went to %s, want the sign-in page", resp.Request.URL)
 	}
 	resp, page = b.chooseUser(resp, page, "alice@example.com")
 	if resp.StatusCode != http.StatusOK || resp.Request.URL.Path != prefix+"/resume" || elementText(page, "summary") == "" {
@@ -311,4 +317,79 @@ func TestLoginCookieStaysUnder4KiB(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFormSubmissionsNeverRedirectOffOrigin submits every form of the app
+// and follows the answer's redirects by hand: with form-action 'self', a
+// browser blocks a submission whose redirect chain leaves the origin (Chrome
+// checks every hop), so each chain must end on a page of this app. The
+// continue page then moves on by a meta refresh, which form-action does not
+// govern, and the request typed before sign-in still runs.
+func TestFormSubmissionsNeverRedirectOffOrigin(t *testing.T) {
+	h := newHarness(t, options{})
+	in := h.instances[0]
+	origin := in.url
+
+	// submit posts a form and follows redirects itself, checking each hop.
+	submit := func(t *testing.T, b *browser, path string, form url.Values) (*http.Response, string) {
+		t.Helper()
+		saved := b.client.CheckRedirect
+		b.client.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+			if got := req.URL.Scheme + "://" + req.URL.Host; got != origin {
+				return fmt.Errorf("hop %d of a form submission goes to %s, off %s", len(via), req.URL, origin)
+			}
+			return nil
+		}
+		defer func() { b.client.CheckRedirect = saved }()
+		req, _ := http.NewRequest(http.MethodPost, in.at(path), strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		resp, err := b.client.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s: %v", path, err)
+		}
+		defer func() { _ = resp.Body.Close() }()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST %s ended with %d at %s", path, resp.StatusCode, resp.Request.URL)
+		}
+		if csp := resp.Header.Get("Content-Security-Policy"); cspDirective(csp, "form-action") != "'self'" {
+			t.Fatalf("CSP %q, want form-action 'self' only", csp)
+		}
+		return resp, string(body)
+	}
+
+	t.Run("summarize before sign-in", func(t *testing.T) {
+		b := h.browser()
+		_, home := b.get(in.at("/"))
+		resp, page := submit(t, b, "/summarize", url.Values{"text": {summaryText}, "csrf": {csrfOf(t, home)}})
+		if resp.Request.URL.Path != prefix+"/login/continue" || strings.Contains(page, "<script") {
+			t.Fatalf("ended at %s:\n%s", resp.Request.URL, page)
+		}
+		resp, page = b.follow(resp, page)
+		resp, page = b.chooseUser(resp, page, "alice@example.com")
+		if resp.Request.URL.Path != prefix+"/resume" || elementText(page, "summary") == "" {
+			t.Fatalf("after sign-in: %s\n%s", resp.Request.URL, page)
+		}
+	})
+	t.Run("summarize and sign out when signed in", func(t *testing.T) {
+		b := h.browser()
+		b.login(in, "alice@example.com")
+		_, home := b.get(in.at("/"))
+		if _, page := submit(t, b, "/summarize", url.Values{"text": {summaryText}, "csrf": {csrfOf(t, home)}}); elementText(page, "summary") == "" {
+			t.Fatalf("no summary:\n%s", page)
+		}
+		_, home = b.get(in.at("/"))
+		if _, page := submit(t, b, "/logout", url.Values{"csrf": {csrfOf(t, home)}}); !strings.Contains(page, `id="login"`) {
+			t.Fatalf("not signed out:\n%s", page)
+		}
+	})
+	t.Run("the continue page without a kept request is an ordinary sign-in", func(t *testing.T) {
+		b := h.browser()
+		resp, page := b.get(in.at("/login/continue"))
+		resp, page = b.follow(resp, page)
+		resp, _ = b.chooseUser(resp, page, "bob@example.com")
+		if resp.Request.URL.Path != prefix+"/" {
+			t.Fatalf("after sign-in: %s", resp.Request.URL)
+		}
+	})
 }

@@ -117,13 +117,6 @@ func Discover(ctx context.Context, cfg Config) (*Provider, error) {
 	}, nil
 }
 
-// AuthorizationOrigin is the scheme and host of the authorization endpoint,
-// which the app's Content-Security-Policy must allow as a form target.
-func (p *Provider) AuthorizationOrigin() string {
-	u, _ := url.Parse(p.oauth.Endpoint.AuthURL)
-	return u.Scheme + "://" + u.Host
-}
-
 // tokenAuthStyle chooses how the client authenticates at the token endpoint
 // from the provider's token_endpoint_auth_methods_supported. A public client
 // (no secret) sends only client_id in the form. A confidential one prefers
