@@ -135,37 +135,18 @@ func (r *Registrar) Register(ctx context.Context, app *model.App, rec model.Reco
 
 func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
 	name := r.IntegrationName(app.Ref)
-	all, err := r.Account.ListAllCustomAppIntegrations(ctx, 100)
-	if err != nil {
-		return v1.Condition{}, classify("list OAuth integrations", err)
-	}
-	var ours []databricks.CustomAppIntegration
-	for _, in := range all {
-		if in.Name == name {
-			ours = append(ours, in)
-		}
-	}
 	secretName := r.SecretName(app.Ref)
 	ref, tags, haveSecret, err := r.Secrets.DescribeSecret(ctx, secretName)
 	if err != nil {
 		return v1.Condition{}, fmt.Errorf("read client secret %s: %w", secretName, err)
 	}
-	var current *databricks.CustomAppIntegration
-	for i := range ours {
-		if haveSecret && ours[i].IntegrationID == tags[TagIntegrationID] {
-			current = &ours[i]
-		}
+	known := ""
+	if haveSecret {
+		known = tags[TagIntegrationID]
 	}
-	// Integrations named ours without a stored secret are lost: a crash fell
-	// between create and store, and the secret can never be read again.
-	for _, in := range ours {
-		if current != nil && in.IntegrationID == current.IntegrationID {
-			continue
-		}
-		if err := r.Account.DeleteCustomAppIntegration(ctx, in.IntegrationID); err != nil && !databricks.IsNotFound(err) {
-			return v1.Condition{}, classify("delete OAuth integration with a lost secret", err)
-		}
-		rec.Warning(ctx, "OAuthIntegrationRecreated", fmt.Sprintf("integration %s had no stored client secret (a crash between create and store); deleted it to create a new one", in.IntegrationID))
+	current, err := r.findManaged(ctx, name, known, rec)
+	if err != nil {
+		return v1.Condition{}, err
 	}
 	now := r.Clock.Now()
 	if current == nil {
@@ -190,7 +171,10 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 		tags = map[string]string{TagIntegrationID: resp.IntegrationID, TagClientID: resp.ClientID, TagUpdatedAt: now.UTC().Format(time.RFC3339)}
 		current = &databricks.CustomAppIntegration{IntegrationID: resp.IntegrationID, ClientID: resp.ClientID, RedirectURLs: []string{app.OAuth.RedirectURL}, Scopes: app.OAuth.Scopes}
 	}
-	if !slices.Equal(current.RedirectURLs, []string{app.OAuth.RedirectURL}) || !sameSet(current.Scopes, app.OAuth.Scopes) {
+	// As sets: Databricks documents neither the order it answers lists in
+	// nor that it deduplicates them, and comparing in order would PATCH on
+	// every reconcile and keep the status propagating forever.
+	if !sameSet(current.RedirectURLs, []string{app.OAuth.RedirectURL}) || !sameSet(current.Scopes, app.OAuth.Scopes) {
 		err := r.Account.UpdateCustomAppIntegration(ctx, current.IntegrationID, databricks.UpdateCustomAppIntegrationRequest{
 			RedirectURLs: []string{app.OAuth.RedirectURL}, Scopes: app.OAuth.Scopes,
 		})
@@ -210,6 +194,49 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 	app.SecretEnv[appenv.ClientSecret] = ref
 	updated, _ := time.Parse(time.RFC3339, tags[TagUpdatedAt])
 	return r.registered(app, updated, now), nil
+}
+
+// findManaged returns the app's managed integration, nil when none usable
+// exists. With the id the stored secret is tagged with (known) it is one
+// GET; only when that id is unknown or gone does it list every integration
+// of the account, which is also the only way to find integrations a crash
+// between create and store left without a stored secret: those it deletes.
+// (With one writer per app, a lost integration can only appear while the
+// known one is absent, so the GET path misses none.)
+func (r *Registrar) findManaged(ctx context.Context, name, known string, rec model.Recorder) (*databricks.CustomAppIntegration, error) {
+	if known != "" {
+		in, err := r.Account.GetCustomAppIntegration(ctx, known)
+		switch {
+		case err == nil && in.Name == name:
+			return in, nil
+		case err != nil && !databricks.IsNotFound(err):
+			return nil, classify("read OAuth integration "+known, err)
+		}
+		// Deleted by someone, or not ours by name (the tag was edited):
+		// recover from the listing.
+	}
+	all, err := r.Account.ListAllCustomAppIntegrations(ctx, 100)
+	if err != nil {
+		return nil, classify("list OAuth integrations", err)
+	}
+	var current *databricks.CustomAppIntegration
+	for i := range all {
+		in := all[i]
+		if in.Name != name {
+			continue
+		}
+		if current == nil && known != "" && in.IntegrationID == known {
+			current = &in
+			continue
+		}
+		// Named ours without a stored secret: lost, the secret can never be
+		// read again.
+		if err := r.Account.DeleteCustomAppIntegration(ctx, in.IntegrationID); err != nil && !databricks.IsNotFound(err) {
+			return nil, classify("delete OAuth integration with a lost secret", err)
+		}
+		rec.Warning(ctx, "OAuthIntegrationRecreated", fmt.Sprintf("integration %s had no stored client secret (a crash between create and store); deleted it to create a new one", in.IntegrationID))
+	}
+	return current, nil
 }
 
 func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
@@ -374,6 +401,8 @@ func classify(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// sameSet reports whether a and b hold the same strings, in any order and
+// with any repeats.
 func sameSet(a, b []string) bool {
 	return len(missingScopes(a, b)) == 0 && len(missingScopes(b, a)) == 0
 }

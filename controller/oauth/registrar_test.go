@@ -21,14 +21,16 @@ import (
 )
 
 type recorder struct {
-	mu      sync.Mutex
-	reasons []string
+	mu       sync.Mutex
+	reasons  []string
+	messages []string
 }
 
-func (r *recorder) Event(_ context.Context, reason, _ string) {
+func (r *recorder) Event(_ context.Context, reason, m string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.reasons = append(r.reasons, reason)
+	r.messages = append(r.messages, m)
 }
 func (r *recorder) Warning(ctx context.Context, reason, m string) { r.Event(ctx, reason, m) }
 
@@ -40,9 +42,13 @@ type fixture struct {
 	reg     *oauth.Registrar
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t *testing.T, opts ...emulator.Options) *fixture {
 	t.Helper()
-	em, err := emulator.Start(emulator.Options{})
+	var o emulator.Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	em, err := emulator.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,11 +61,18 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	plat := &local.Platform{Gateway: &local.Gateway{}, Secrets: &local.Secrets{}}
-	clk := clock.NewManual(time.Now())
-	return &fixture{em: em, account: account, plat: plat, clock: clk, reg: &oauth.Registrar{
-		Account: account, Secrets: plat, Clock: clk, ControllerID: "test",
+	f := &fixture{em: em, account: account, plat: plat, clock: clock.NewManual(time.Now())}
+	f.reg = f.registrar(account)
+	return f
+}
+
+// registrar returns a new registrar (a new controller process: nothing in
+// memory) on the fixture's secret store, calling the account API through api.
+func (f *fixture) registrar(api oauth.AccountAPI) *oauth.Registrar {
+	return &oauth.Registrar{
+		Account: api, Secrets: f.plat, Clock: f.clock, ControllerID: "test",
 		Sleep: func(context.Context, time.Duration) error { return nil },
-	}}
+	}
 }
 
 func testApp(name string, mode v1.IntegrationMode, integrationID string) *model.App {
@@ -224,5 +237,80 @@ func TestExistingErrorsAreTerminal(t *testing.T) {
 				t.Fatalf("err %v cond %+v", err, cond)
 			}
 		})
+	}
+}
+
+// TestManagedSteadyStateIgnoresListOrder: Databricks may answer redirect
+// URLs and scopes in another order, with repeats; a reconcile of an
+// unchanged app then PATCHes nothing and the status settles to Registered.
+func TestManagedSteadyStateIgnoresListOrder(t *testing.T) {
+	f := newFixture(t, emulator.Options{ScrambleLists: true})
+	ctx := context.Background()
+	if _, err := f.reg.Register(ctx, testApp("web", v1.IntegrationManaged, ""), &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(31 * time.Minute)
+	f.em.ResetRequestCounts()
+	rec := &recorder{}
+	cond, err := f.reg.Register(ctx, testApp("web", v1.IntegrationManaged, ""), rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := f.em.RequestCount(emulator.RouteUpdateIntegration); n != 0 {
+		t.Errorf("steady-state reconcile made %d PATCH calls, want 0", n)
+	}
+	if cond.Reason != "Registered" || len(rec.reasons) != 0 {
+		t.Errorf("condition %s, events %v; want Registered and no events", cond.Reason, rec.reasons)
+	}
+}
+
+// TestManagedReconcileReadsTheKnownIntegrationByID: a steady-state reconcile
+// reads the integration by the id its client secret is tagged with and lists
+// nothing; listing is for recovery only (the integration was deleted by hand).
+func TestManagedReconcileReadsTheKnownIntegrationByID(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	for i := range 5 { // other apps' integrations make the listing longer
+		if _, err := f.reg.Register(ctx, testApp(fmt.Sprintf("other%d", i), v1.IntegrationManaged, ""), &recorder{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	first := testApp("web", v1.IntegrationManaged, "")
+	if _, err := f.reg.Register(ctx, first, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name              string
+		before            func(t *testing.T)
+		wantList, wantGet int64
+		wantNewID         bool
+	}{
+		{"steady state", func(*testing.T) {}, 0, 1, false},
+		{"after a restart", func(*testing.T) { f.reg = f.registrar(f.account) }, 0, 1, false},
+		{"integration deleted by hand", func(t *testing.T) {
+			if err := f.account.DeleteCustomAppIntegration(ctx, first.OAuth.IntegrationID); err != nil {
+				t.Fatal(err)
+			}
+		}, 1, 1, true},
+	}
+	for _, step := range steps {
+		step.before(t)
+		f.em.ResetRequestCounts()
+		app := testApp("web", v1.IntegrationManaged, "")
+		if _, err := f.reg.Register(ctx, app, &recorder{}); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+		if n := f.em.RequestCount(emulator.RouteListIntegrations); n != step.wantList {
+			t.Errorf("%s: %d list calls, want %d", step.name, n, step.wantList)
+		}
+		if n := f.em.RequestCount(emulator.RouteGetIntegration); n != step.wantGet {
+			t.Errorf("%s: %d get calls, want %d", step.name, n, step.wantGet)
+		}
+		if got := app.OAuth.IntegrationID != first.OAuth.IntegrationID; got != step.wantNewID {
+			t.Errorf("%s: integration %s (was %s), want new: %v", step.name, app.OAuth.IntegrationID, first.OAuth.IntegrationID, step.wantNewID)
+		}
+		if _, ok := f.em.Integration(app.OAuth.IntegrationID); !ok {
+			t.Errorf("%s: integration %s does not exist", step.name, app.OAuth.IntegrationID)
+		}
 	}
 }
