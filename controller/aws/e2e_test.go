@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"testing"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -156,4 +158,65 @@ func label(m *dto.Metric, name string) string {
 		}
 	}
 	return ""
+}
+
+// TestExistingModeRegistrationRecordInSecretsManager: the registrar keeps an
+// existing-mode app's registration record in Secrets Manager through this
+// platform: tagged as the app's, read by its tags alone in steady state, and
+// used after a restart to remove the app's previous redirect URL.
+func TestExistingModeRegistrationRecordInSecretsManager(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	account := must(databricks.NewAccountClient(databricks.AccountConfig{
+		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
+	}))(t)
+	shared, _, err := db.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true,
+		RedirectURLs: []string{"https://other.example.com/callback"}, Scopes: []string{"openid", "email", "profile", "offline_access", "all-apis"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	newRegistrar := func() *oauth.Registrar { // a new controller process
+		return &oauth.Registrar{Account: account, Secrets: e.platform(), Clock: e.clk, ControllerID: testController, SecretPrefix: "servingapp/",
+			Sleep: func(context.Context, time.Duration) error { return nil }}
+	}
+	existing := func(host string) *model.App {
+		return app(t, "shared-web", func(s *v1.ServingApp) {
+			s.Spec.Route.Host = host
+			s.Spec.Databricks.OAuth = v1.OAuth{Integration: v1.IntegrationExisting, IntegrationID: shared.IntegrationID, ClientSecretRef: "servingapp/admin/shared-client-secret"}
+		})
+	}
+	before := existing("web.apps.example.com")
+	if _, err := newRegistrar().Register(ctx, before, &events{}); err != nil {
+		t.Fatal(err)
+	}
+	name := newRegistrar().RecordName(before.Ref)
+	sec := must(e.raw.sm.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: awssdk.String(name)}))(t)
+	if tags := smTags(sec.Tags); tags[model.TagApp] != before.Ref.String() || tags[model.TagManagedBy] != testController || tags[oauth.TagRecordDigest] == "" {
+		t.Errorf("record tags %v", tags)
+	}
+
+	// Steady state: the record is known current from the listing's tags.
+	e.later()
+	calls := e.srv.Calls()
+	if _, err := newRegistrar().Register(ctx, existing("web.apps.example.com"), &events{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := e.srv.Calls().Since(calls); d.Mutating() != 0 || d.Operation(awsemu.ServiceSecretsManager, "GetSecretValue") != 0 {
+		t.Errorf("steady-state registration made %d mutating calls and %d GetSecretValue calls, want none",
+			d.Mutating(), d.Operation(awsemu.ServiceSecretsManager, "GetSecretValue"))
+	}
+
+	moved := existing("web2.apps.example.com")
+	if _, err := newRegistrar().Register(ctx, moved, &events{}); err != nil {
+		t.Fatal(err)
+	}
+	in, _ := db.Integration(shared.IntegrationID)
+	if slices.Contains(in.RedirectURLs, before.OAuth.RedirectURL) || !slices.Contains(in.RedirectURLs, moved.OAuth.RedirectURL) || len(in.RedirectURLs) != 2 {
+		t.Errorf("after the move the integration lists %v", in.RedirectURLs)
+	}
 }

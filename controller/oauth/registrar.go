@@ -7,8 +7,12 @@ package oauth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -29,6 +33,21 @@ const (
 	TagUpdatedAt     = "servingapp.io/oauth-updated-at"
 )
 
+// TagRecordDigest on an app's registration record (see RecordName) is the
+// SHA-256 of the record's value, so a steady-state reconcile sees from the
+// tags alone that the record is current and never reads the value.
+const TagRecordDigest = "servingapp.io/oauth-record-sha256"
+
+// emptyListAttempts bounds how often a PATCH that empties an integration's
+// redirect URLs is retried when the server keeps the list as it was (a
+// proto3-based API may read an empty list as "field absent"). Then the URL
+// is reported for removal by hand instead of blocking a deletion forever.
+const emptyListAttempts = 3
+
+// errEmptyListIgnored says a PATCH with an empty redirect URL list left the
+// list as it was, emptyListAttempts times in a row.
+var errEmptyListIgnored = errors.New("the server kept the redirect URLs after a PATCH with an empty list")
+
 // PropagationWindow is how long Databricks can take to apply integration
 // changes to logins.
 const PropagationWindow = 30 * time.Minute
@@ -43,7 +62,8 @@ type AccountAPI interface {
 	DeleteCustomAppIntegration(ctx context.Context, id string) error
 }
 
-// SecretStore keeps the managed client secrets (Secrets Manager on AWS, memory in dev mode).
+// SecretStore keeps the managed client secrets and the registration records
+// of existing-mode apps (Secrets Manager on AWS, memory in dev mode).
 type SecretStore interface {
 	// DescribeSecret finds the secret named name: its reference (ARN or name,
 	// what task definitions use) and tags; ok is false when it does not exist.
@@ -53,6 +73,8 @@ type SecretStore interface {
 	PutSecret(ctx context.Context, app *model.App, name string, value []byte, tags map[string]string) (ref string, err error)
 	// TagSecret adds or replaces tags of the secret ref.
 	TagSecret(ctx context.Context, ref string, tags map[string]string) error
+	// GetSecret returns the current value of the secret ref.
+	GetSecret(ctx context.Context, ref string) ([]byte, error)
 }
 
 // Registrar implements controller.Registrar.
@@ -71,6 +93,8 @@ type Registrar struct {
 	InstantPropagation bool
 	// Sleep waits between verification retries of a shared integration.
 	Sleep func(context.Context, time.Duration) error
+	// Log receives warnings that also go out as events; nil discards them.
+	Log *slog.Logger
 
 	mu       sync.Mutex
 	existing map[string]time.Time   // app → when we last changed a shared integration (not persisted)
@@ -103,11 +127,30 @@ func (r *Registrar) IntegrationName(ref model.Ref) string {
 
 // SecretName is the name of an app's managed client secret.
 func (r *Registrar) SecretName(ref model.Ref) string {
-	p := r.SecretPrefix
-	if p == "" {
-		p = "servingapp/"
+	return r.secretPrefix() + ref.Namespace + "/" + ref.Name + "/oauth-client-secret"
+}
+
+// RecordName is the name of an app's registration record: a secret holding
+// no secret, only which redirect URLs the app put on which shared
+// integrations (existing mode), so a moved app's old URL can be removed even
+// after a controller restart. It is tagged as the app's, so it goes with the
+// app's other secrets.
+func (r *Registrar) RecordName(ref model.Ref) string {
+	return r.secretPrefix() + ref.Namespace + "/" + ref.Name + "/oauth-registration"
+}
+
+func (r *Registrar) secretPrefix() string {
+	if r.SecretPrefix == "" {
+		return "servingapp/"
 	}
-	return p + ref.Namespace + "/" + ref.Name + "/oauth-client-secret"
+	return r.SecretPrefix
+}
+
+func (r *Registrar) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
 }
 
 // Register implements controller.Registrar.
@@ -187,6 +230,11 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 		}
 		rec.Event(ctx, "OAuthIntegrationUpdated", fmt.Sprintf("integration %s now has redirect URL %s and scopes %s", current.IntegrationID, app.OAuth.RedirectURL, strings.Join(app.OAuth.Scopes, " ")))
 	}
+	// An app that used a shared integration before may have left its
+	// redirect URL there.
+	if err := r.reconcileRecord(ctx, app, registration{}, rec); err != nil {
+		return v1.Condition{}, err
+	}
 	app.OAuth.IntegrationID = current.IntegrationID
 	app.OAuth.ClientID = tags[TagClientID]
 	app.OAuth.ClientSecretRef = ref
@@ -241,23 +289,31 @@ func (r *Registrar) findManaged(ctx context.Context, name, known string, rec mod
 
 func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
 	id := app.OAuth.IntegrationID
-	defer r.lock(id)()
-	in, err := r.Account.GetCustomAppIntegration(ctx, id)
-	if databricks.IsNotFound(err) {
-		return v1.Condition{}, model.Terminal("OAuthIntegrationNotFound", fmt.Errorf("integration %s does not exist in the Databricks account: check spec.databricks.oauth.integrationId", id))
-	}
-	if err != nil {
-		return v1.Condition{}, classify("read OAuth integration "+id, err)
-	}
-	if missing := missingScopes(in.Scopes, app.OAuth.Scopes); len(missing) > 0 {
-		return v1.Condition{}, model.Terminal("ScopesNotAllowed", fmt.Errorf("integration %s does not allow scopes %s: ask its owner to add them, or drop them from spec.databricks.oauth.scopes", id, strings.Join(missing, " ")))
-	}
-	changed, in, err := r.editRedirects(ctx, id, in, func(urls []string) []string {
-		if slices.Contains(urls, app.OAuth.RedirectURL) {
-			return nil
+	want := registration{IntegrationID: id, RedirectURL: app.OAuth.RedirectURL}
+	changed, in, err := func() (bool, *databricks.CustomAppIntegration, error) {
+		defer r.lock(id)()
+		in, err := r.Account.GetCustomAppIntegration(ctx, id)
+		if databricks.IsNotFound(err) {
+			return false, nil, model.Terminal("OAuthIntegrationNotFound", fmt.Errorf("integration %s does not exist in the Databricks account: check spec.databricks.oauth.integrationId", id))
 		}
-		return append(slices.Clone(urls), app.OAuth.RedirectURL)
-	}, func(urls []string) bool { return slices.Contains(urls, app.OAuth.RedirectURL) })
+		if err != nil {
+			return false, nil, classify("read OAuth integration "+id, err)
+		}
+		if missing := missingScopes(in.Scopes, app.OAuth.Scopes); len(missing) > 0 {
+			return false, nil, model.Terminal("ScopesNotAllowed", fmt.Errorf("integration %s does not allow scopes %s: ask its owner to add them, or drop them from spec.databricks.oauth.scopes", id, strings.Join(missing, " ")))
+		}
+		// Note the URL in the record before adding it, so a crash right
+		// after the add cannot lose track of it.
+		if err := r.noteRecord(ctx, app, want); err != nil {
+			return false, nil, err
+		}
+		return r.editRedirects(ctx, id, in, func(urls []string) []string {
+			if slices.Contains(urls, want.RedirectURL) {
+				return nil
+			}
+			return append(slices.Clone(urls), want.RedirectURL)
+		}, func(urls []string) bool { return slices.Contains(urls, want.RedirectURL) })
+	}()
 	if err != nil {
 		return v1.Condition{}, err
 	}
@@ -272,22 +328,180 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 	updated := r.existing[app.Ref.String()]
 	r.mu.Unlock()
 	if changed {
-		rec.Event(ctx, "RedirectURLRegistered", fmt.Sprintf("redirect URL %s added to shared integration %s", app.OAuth.RedirectURL, id))
+		rec.Event(ctx, "RedirectURLRegistered", fmt.Sprintf("redirect URL %s added to shared integration %s", want.RedirectURL, id))
+	}
+	// Only now, with the new URL in place, remove the ones this app
+	// registered before (another host or path prefix, another integration):
+	// add before remove, so logins never break.
+	if err := r.reconcileRecord(ctx, app, want, rec); err != nil {
+		return v1.Condition{}, err
 	}
 	app.OAuth.ClientID = in.ClientID
 	app.Env[appenv.ClientID] = in.ClientID
 	return r.registered(app, updated, now), nil
 }
 
+// registration is one redirect URL an app put on a shared integration.
+type registration struct {
+	IntegrationID string `json:"integration_id"`
+	RedirectURL   string `json:"redirect_url"`
+}
+
+// record is the value of an app's registration record: every redirect URL
+// the app may have on shared integrations. It lists one entry in steady
+// state, two while a move is under way, none for a managed app.
+type record struct {
+	Registered []registration `json:"registered"`
+}
+
+func (rc record) encode() ([]byte, string) {
+	b, _ := json.Marshal(rc) // strings only: cannot fail
+	sum := sha256.Sum256(b)
+	return b, hex.EncodeToString(sum[:])
+}
+
+// steadyRecord is the record an app has once registration is done: its one
+// registration, or none.
+func steadyRecord(want registration) record {
+	if want.RedirectURL == "" {
+		return record{Registered: []registration{}}
+	}
+	return record{Registered: []registration{want}}
+}
+
+// storedRecord is an app's registration record as read.
+type storedRecord struct {
+	record
+	exists bool // the record secret exists
+	steady bool // it is steadyRecord(want): nothing to remove or write
+}
+
+// readRecord reads the app's registration record. When the digest tag says
+// it is steadyRecord(want), it does so without reading the value.
+func (r *Registrar) readRecord(ctx context.Context, ref model.Ref, want registration) (storedRecord, error) {
+	name := r.RecordName(ref)
+	secretRef, tags, ok, err := r.Secrets.DescribeSecret(ctx, name)
+	if err != nil {
+		return storedRecord{}, fmt.Errorf("read registration record %s: %w", name, err)
+	}
+	if !ok {
+		return storedRecord{}, nil
+	}
+	steady := steadyRecord(want)
+	if _, digest := steady.encode(); tags[TagRecordDigest] == digest {
+		return storedRecord{record: steady, exists: true, steady: true}, nil
+	}
+	raw, err := r.Secrets.GetSecret(ctx, secretRef)
+	if err != nil {
+		return storedRecord{}, fmt.Errorf("read registration record %s: %w", name, err)
+	}
+	var rc record
+	if err := json.Unmarshal(raw, &rc); err != nil {
+		// Nothing to act on: the record is rewritten from what is known now.
+		r.log().Warn("unreadable OAuth registration record, rewriting it", "app", ref.String(), "record", name, "err", err)
+		return storedRecord{exists: true}, nil
+	}
+	return storedRecord{record: rc, exists: true}, nil
+}
+
+func (r *Registrar) writeRecord(ctx context.Context, app *model.App, rc record) error {
+	name := r.RecordName(app.Ref)
+	value, digest := rc.encode()
+	if _, err := r.Secrets.PutSecret(ctx, app, name, value, map[string]string{TagRecordDigest: digest}); err != nil {
+		return fmt.Errorf("write registration record %s: %w", name, err)
+	}
+	return nil
+}
+
+// noteRecord adds want to the app's record unless it is there.
+func (r *Registrar) noteRecord(ctx context.Context, app *model.App, want registration) error {
+	rc, err := r.readRecord(ctx, app.Ref, want)
+	if err != nil {
+		return err
+	}
+	if rc.steady || slices.Contains(rc.Registered, want) {
+		return nil
+	}
+	rc.Registered = append(rc.Registered, want)
+	return r.writeRecord(ctx, app, rc.record)
+}
+
+// reconcileRecord removes every redirect URL the record lists but want,
+// then records that only want is left. Without a record (an app registered
+// before records existed, or a managed app that never shared) there is
+// nothing to remove and, for a managed app, nothing to write.
+func (r *Registrar) reconcileRecord(ctx context.Context, app *model.App, want registration, rec model.Recorder) error {
+	rc, err := r.readRecord(ctx, app.Ref, want)
+	if err != nil {
+		return err
+	}
+	if rc.steady || (!rc.exists && want.RedirectURL == "") {
+		return nil
+	}
+	for _, old := range rc.Registered {
+		if old == want {
+			continue
+		}
+		// The URL may now be another app's (two apps swapped hosts); that
+		// app adds it back at its next reconcile.
+		if err := r.removeRedirect(ctx, old, "previous redirect URL", rec); err != nil {
+			return err
+		}
+	}
+	return r.writeRecord(ctx, app, steadyRecord(want))
+}
+
+// removeRedirect removes one redirect URL from a shared integration. When
+// the server will not let the last URL go (it keeps a list a PATCH empties),
+// it warns, naming what to remove by hand, and returns nil: a URL left on an
+// integration must not block a deletion forever.
+func (r *Registrar) removeRedirect(ctx context.Context, g registration, what string, rec model.Recorder) error {
+	defer r.lock(g.IntegrationID)()
+	in, err := r.Account.GetCustomAppIntegration(ctx, g.IntegrationID)
+	if databricks.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return classify("read OAuth integration "+g.IntegrationID, err)
+	}
+	changed, _, err := r.editRedirects(ctx, g.IntegrationID, in, func(urls []string) []string {
+		if !slices.Contains(urls, g.RedirectURL) {
+			return nil
+		}
+		return slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return u == g.RedirectURL })
+	}, func(urls []string) bool { return !slices.Contains(urls, g.RedirectURL) })
+	if errors.Is(err, errEmptyListIgnored) {
+		msg := fmt.Sprintf("%s %s is the last redirect URL of shared integration %s and Databricks kept it after %d updates with an empty list; remove it by hand in the account console, the controller will not try again",
+			what, g.RedirectURL, g.IntegrationID, emptyListAttempts)
+		r.log().Warn("redirect URL left on a shared integration", "integration", g.IntegrationID, "redirect_url", g.RedirectURL)
+		rec.Warning(ctx, "RedirectURLNotRemoved", msg)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if changed {
+		rec.Event(ctx, "RedirectURLUnregistered", fmt.Sprintf("%s %s removed from shared integration %s", what, g.RedirectURL, g.IntegrationID))
+	}
+	return nil
+}
+
 // editRedirects reads, merges and writes an integration's redirect URLs, then
 // reads again to verify: PATCH replaces the whole list, so a concurrent writer
-// can drop our change, and we write again until it sticks.
+// can drop our change, and we write again until it sticks. A PATCH emptying
+// the list that leaves it exactly as it was, emptyListAttempts times, is a
+// server reading an empty list as "no change": errEmptyListIgnored.
 func (r *Registrar) editRedirects(ctx context.Context, id string, in *databricks.CustomAppIntegration, edit func([]string) []string, done func([]string) bool) (bool, *databricks.CustomAppIntegration, error) {
 	changed := false
+	ignored := 0
 	for attempt := 0; attempt < 8; attempt++ {
 		next := edit(in.RedirectURLs)
 		if next == nil {
 			return changed, in, nil
+		}
+		before := in.RedirectURLs
+		if len(next) == 0 {
+			next = []string{} // non-nil, so the request carries the empty list
 		}
 		if err := r.Account.UpdateCustomAppIntegration(ctx, id, databricks.UpdateCustomAppIntegrationRequest{RedirectURLs: next}); err != nil {
 			return changed, nil, classify("update redirect URLs of integration "+id, err)
@@ -303,6 +517,11 @@ func (r *Registrar) editRedirects(ctx context.Context, id string, in *databricks
 		in = got
 		if done(in.RedirectURLs) {
 			return changed, in, nil
+		}
+		if len(next) == 0 && sameSet(in.RedirectURLs, before) {
+			if ignored++; ignored >= emptyListAttempts {
+				return changed, in, errEmptyListIgnored
+			}
 		}
 	}
 	return changed, nil, fmt.Errorf("redirect URLs of integration %s keep being overwritten by a concurrent writer", id)
@@ -326,43 +545,44 @@ func (r *Registrar) sleep(ctx context.Context, d time.Duration) error {
 }
 
 // Unregister implements controller.Registrar: managed integrations are
-// deleted, and from a shared one only our redirect URL is removed. With
+// deleted, and from a shared one only our redirect URLs are removed. With
 // retain nothing changes in Databricks.
 func (r *Registrar) Unregister(ctx context.Context, app *model.App, retain bool, rec model.Recorder) error {
 	if retain {
 		return nil
 	}
 	if app.OAuth.Mode == v1.IntegrationExisting {
-		id := app.OAuth.IntegrationID
-		defer r.lock(id)()
-		in, err := r.Account.GetCustomAppIntegration(ctx, id)
-		if databricks.IsNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return classify("read OAuth integration "+id, err)
-		}
-		redirect := app.OAuth.RedirectURL
-		if redirect == "" {
+		want := registration{IntegrationID: app.OAuth.IntegrationID, RedirectURL: app.OAuth.RedirectURL}
+		if want.RedirectURL == "" {
 			return nil // no model could be built; nothing of ours can be named
 		}
-		changed, _, err := r.editRedirects(ctx, id, in, func(urls []string) []string {
-			if !slices.Contains(urls, redirect) {
-				return nil
-			}
-			return slices.DeleteFunc(slices.Clone(urls), func(u string) bool { return u == redirect })
-		}, func(urls []string) bool { return !slices.Contains(urls, redirect) })
+		// A move not finished yet may have left a previous URL. The record
+		// is usually gone already (the platform deletes the app's secrets
+		// first); then a finished move left nothing but want.
+		rc, err := r.readRecord(ctx, app.Ref, want)
 		if err != nil {
 			return err
 		}
-		if changed {
-			rec.Event(ctx, "RedirectURLUnregistered", fmt.Sprintf("redirect URL %s removed from shared integration %s", redirect, id))
+		targets := []registration{want}
+		for _, g := range rc.Registered {
+			if !slices.Contains(targets, g) {
+				targets = append(targets, g)
+			}
+		}
+		for _, g := range targets {
+			if err := r.removeRedirect(ctx, g, "redirect URL", rec); err != nil {
+				return err
+			}
 		}
 		r.mu.Lock()
 		delete(r.existing, app.Ref.String())
 		r.mu.Unlock()
 		return nil
 	}
+	// Listing, not the id the client secret is tagged with: the platform
+	// has deleted the app's secrets by now, and only the listing finds an
+	// integration a crash left without a stored secret. This runs once per
+	// deletion, not per resync.
 	all, err := r.Account.ListAllCustomAppIntegrations(ctx, 100)
 	if err != nil {
 		return classify("list OAuth integrations", err)

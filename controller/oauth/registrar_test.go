@@ -2,6 +2,7 @@ package oauth_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -33,6 +34,16 @@ func (r *recorder) Event(_ context.Context, reason, m string) {
 	r.messages = append(r.messages, m)
 }
 func (r *recorder) Warning(ctx context.Context, reason, m string) { r.Event(ctx, reason, m) }
+
+// message returns the message of the first event with reason.
+func (r *recorder) message(reason string) (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if i := slices.Index(r.reasons, reason); i >= 0 {
+		return r.messages[i], true
+	}
+	return "", false
+}
 
 type fixture struct {
 	em      *emulator.Server
@@ -73,6 +84,28 @@ func (f *fixture) registrar(api oauth.AccountAPI) *oauth.Registrar {
 		Account: api, Secrets: f.plat, Clock: f.clock, ControllerID: "test",
 		Sleep: func(context.Context, time.Duration) error { return nil },
 	}
+}
+
+// patchLog is an AccountAPI that records the redirect URL lists it PATCHes
+// and, with failWithout set, fails (as a crash would cut it off) every PATCH
+// whose list lacks that URL.
+type patchLog struct {
+	oauth.AccountAPI
+	failWithout string
+	mu          sync.Mutex
+	patches     [][]string
+}
+
+func (p *patchLog) UpdateCustomAppIntegration(ctx context.Context, id string, req databricks.UpdateCustomAppIntegrationRequest) error {
+	p.mu.Lock()
+	if req.RedirectURLs != nil {
+		p.patches = append(p.patches, slices.Clone(req.RedirectURLs))
+	}
+	p.mu.Unlock()
+	if p.failWithout != "" && req.RedirectURLs != nil && !slices.Contains(req.RedirectURLs, p.failWithout) {
+		return errors.New("connection reset")
+	}
+	return p.AccountAPI.UpdateCustomAppIntegration(ctx, id, req)
 }
 
 func testApp(name string, mode v1.IntegrationMode, integrationID string) *model.App {
@@ -313,4 +346,175 @@ func TestManagedReconcileReadsTheKnownIntegrationByID(t *testing.T) {
 			t.Errorf("%s: integration %s does not exist", step.name, app.OAuth.IntegrationID)
 		}
 	}
+}
+
+// TestExistingMoveRemovesThePreviousRedirectURL: when an app's host, path
+// prefix or integration changes, the new redirect URL is added first and the
+// previous one removed after, even across a controller restart, leaving
+// other apps' URLs alone.
+func TestExistingMoveRemovesThePreviousRedirectURL(t *testing.T) {
+	const other = "https://other.example.com/callback"
+	cases := []struct {
+		name        string
+		newURL      string
+		otherTarget bool // the move also switches to another shared integration
+	}{
+		{"host", "https://web-new.apps.example.com/oauth/callback", false},
+		{"path prefix", "https://web.apps.example.com/v2/oauth/callback", false},
+		{"integration", "https://web.apps.example.com/oauth/callback", true},
+		{"host and integration", "https://web-new.apps.example.com/oauth/callback", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			scopes := []string{"openid", "email", "profile", "offline_access", "all-apis"}
+			shared, _, _ := f.em.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true, RedirectURLs: []string{other}, Scopes: scopes})
+			second, _, _ := f.em.RegisterIntegration(emulator.Integration{Name: "second", Confidential: true, RedirectURLs: []string{other}, Scopes: scopes})
+			neighbour := testApp("neighbour", v1.IntegrationExisting, shared.IntegrationID)
+			old := testApp("web", v1.IntegrationExisting, shared.IntegrationID)
+			for _, a := range []*model.App{neighbour, old} {
+				if _, err := f.reg.Register(ctx, a, &recorder{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			target := shared.IntegrationID
+			if tc.otherTarget {
+				target = second.IntegrationID
+			}
+			moved := testApp("web", v1.IntegrationExisting, target)
+			moved.OAuth.RedirectURL = tc.newURL
+			log := &patchLog{AccountAPI: f.account}
+			rec := &recorder{}
+			if _, err := f.registrar(log).Register(ctx, moved, rec); err != nil { // a restarted controller
+				t.Fatal(err)
+			}
+			wantShared := []string{other, neighbour.OAuth.RedirectURL}
+			wantSecond := []string{other}
+			if tc.otherTarget {
+				wantSecond = append(wantSecond, tc.newURL)
+			} else {
+				wantShared = append(wantShared, tc.newURL)
+			}
+			for id, want := range map[string][]string{shared.IntegrationID: wantShared, second.IntegrationID: wantSecond} {
+				if in, _ := f.em.Integration(id); !sameSet(in.RedirectURLs, want) {
+					t.Errorf("integration %s lists %v, want %v", id, in.RedirectURLs, want)
+				}
+			}
+			// Add before remove: the new URL was written first.
+			if len(log.patches) != 2 || !slices.Contains(log.patches[0], tc.newURL) || slices.Contains(log.patches[1], old.OAuth.RedirectURL) {
+				t.Errorf("PATCHes %v: want the new URL added, then the old one removed", log.patches)
+			}
+			if !slices.Contains(rec.reasons, "RedirectURLRegistered") || !slices.Contains(rec.reasons, "RedirectURLUnregistered") {
+				t.Errorf("events %v", rec.reasons)
+			}
+			// Steady state afterwards: nothing to change.
+			log.patches = nil
+			if _, err := f.registrar(log).Register(ctx, moved, &recorder{}); err != nil || len(log.patches) != 0 {
+				t.Errorf("reconcile after the move: %v, PATCHes %v", err, log.patches)
+			}
+			// Deleting the app removes only its URL.
+			if err := f.reg.Unregister(ctx, moved, false, &recorder{}); err != nil {
+				t.Fatal(err)
+			}
+			for _, id := range []string{shared.IntegrationID, second.IntegrationID} {
+				if in, _ := f.em.Integration(id); slices.Contains(in.RedirectURLs, tc.newURL) || !slices.Contains(in.RedirectURLs, other) {
+					t.Errorf("after unregister, integration %s lists %v", id, in.RedirectURLs)
+				}
+			}
+		})
+	}
+}
+
+// TestExistingMoveCutOffBeforeRemovalFinishesAfterRestart: a controller
+// that added the new URL but died before removing the old one leaves it in
+// the record; the next controller removes it.
+func TestExistingMoveCutOffBeforeRemovalFinishesAfterRestart(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	shared, _, _ := f.em.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true,
+		RedirectURLs: []string{"https://other.example.com/callback"}, Scopes: []string{"openid", "email", "profile", "offline_access", "all-apis"}})
+	old := testApp("web", v1.IntegrationExisting, shared.IntegrationID)
+	if _, err := f.reg.Register(ctx, old, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	moved := testApp("web", v1.IntegrationExisting, shared.IntegrationID)
+	moved.OAuth.RedirectURL = "https://web-new.apps.example.com/oauth/callback"
+	cut := &patchLog{AccountAPI: f.account, failWithout: old.OAuth.RedirectURL}
+	if _, err := f.registrar(cut).Register(ctx, moved, &recorder{}); err == nil {
+		t.Fatal("the removal was cut off, yet registration succeeded")
+	}
+	if in, _ := f.em.Integration(shared.IntegrationID); !slices.Contains(in.RedirectURLs, moved.OAuth.RedirectURL) || !slices.Contains(in.RedirectURLs, old.OAuth.RedirectURL) {
+		t.Fatalf("test premise: both URLs should be there, got %v", in.RedirectURLs)
+	}
+	if _, err := f.registrar(f.account).Register(ctx, moved, &recorder{}); err != nil {
+		t.Fatal(err)
+	}
+	if in, _ := f.em.Integration(shared.IntegrationID); !sameSet(in.RedirectURLs, []string{"https://other.example.com/callback", moved.OAuth.RedirectURL}) {
+		t.Errorf("after the restart the integration lists %v", in.RedirectURLs)
+	}
+}
+
+// TestUnregisterOfTheLastRedirectURL: removing an app's URL when it is the
+// integration's only one sends an empty list. A server that keeps the list
+// (reading an empty list as "absent") must not block the deletion forever:
+// after a few tries the URL is reported for removal by hand.
+func TestUnregisterOfTheLastRedirectURL(t *testing.T) {
+	cases := []struct {
+		name        string
+		opts        emulator.Options
+		wantURLs    int
+		wantReason  string
+		maxPatches  int64
+		wantMessage []string
+	}{
+		{"server applies empty lists", emulator.Options{}, 0, "RedirectURLUnregistered", 1, nil},
+		{"server ignores empty lists", emulator.Options{IgnoreEmptyLists: true}, 1, "RedirectURLNotRemoved", 3, []string{"by hand"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, tc.opts)
+			ctx := context.Background()
+			shared, _, _ := f.em.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true,
+				Scopes: []string{"openid", "email", "profile", "offline_access", "all-apis"}})
+			app := testApp("web", v1.IntegrationExisting, shared.IntegrationID)
+			if _, err := f.reg.Register(ctx, app, &recorder{}); err != nil {
+				t.Fatal(err)
+			}
+			f.em.ResetRequestCounts()
+			rec := &recorder{}
+			if err := f.reg.Unregister(ctx, app, false, rec); err != nil {
+				t.Fatalf("unregister blocks deletion: %v", err)
+			}
+			if in, _ := f.em.Integration(shared.IntegrationID); len(in.RedirectURLs) != tc.wantURLs {
+				t.Errorf("redirect URLs %v, want %d", in.RedirectURLs, tc.wantURLs)
+			}
+			if n := f.em.RequestCount(emulator.RouteUpdateIntegration); n < 1 || n > tc.maxPatches {
+				t.Errorf("%d PATCH calls, want 1 to %d", n, tc.maxPatches)
+			}
+			msg, ok := rec.message(tc.wantReason)
+			if !ok {
+				t.Fatalf("events %v lack %s", rec.reasons, tc.wantReason)
+			}
+			for _, want := range append(tc.wantMessage, shared.IntegrationID, app.OAuth.RedirectURL) {
+				if !strings.Contains(msg, want) {
+					t.Errorf("event %q does not name %q", msg, want)
+				}
+			}
+		})
+	}
+}
+
+func sameSet(a, b []string) bool {
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			return false
+		}
+	}
+	for _, x := range b {
+		if !slices.Contains(a, x) {
+			return false
+		}
+	}
+	return true
 }
