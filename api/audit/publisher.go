@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -69,7 +70,9 @@ type PublisherConfig struct {
 // caller wait on the network.
 //
 // Publish puts the event in a queue and returns; one goroutine sends the
-// queue's head, one event at a time, so the stream stores events in order.
+// queue's head in order (up to 256 events in flight on one connection, each
+// acknowledged by the stream before it leaves the queue), so the stream
+// stores events in order.
 // While NATS keeps up, the queue lives in memory (MemoryQueue events). When
 // a publish fails or the connection is down, the whole queue moves to the
 // on-disk outbox and new events are appended there until it has been
@@ -343,17 +346,6 @@ func (p *Publisher) compactLocked() {
 
 func (p *Publisher) pendingLocked() int { return p.ob.count + len(p.mem) - p.memHead }
 
-// headLocked returns the oldest pending message: the outbox's, else memory's.
-func (p *Publisher) headLocked() (message, bool, error) {
-	if p.ob.count > 0 {
-		return p.ob.peek()
-	}
-	if p.memHead < len(p.mem) {
-		return p.mem[p.memHead], true, nil
-	}
-	return message{}, false, nil
-}
-
 // popLocked removes the head after it was published.
 func (p *Publisher) popLocked(id string) {
 	if p.ob.count > 0 {
@@ -376,6 +368,26 @@ func (p *Publisher) popLocked(id string) {
 	}
 }
 
+// maxBatch bounds how many events from the memory queue are in flight at
+// once: enough to keep the stream busy, well under the JetStream context's
+// limit of pending asynchronous publishes (4000 by default).
+const maxBatch = 256
+
+// batchLocked returns the oldest pending messages, in order: the outbox's
+// head alone (the outbox is read one event at a time), or up to maxBatch
+// from the memory queue.
+func (p *Publisher) batchLocked() ([]message, error) {
+	if p.ob.count > 0 {
+		m, ok, err := p.ob.peek()
+		if err != nil || !ok {
+			return nil, err
+		}
+		return []message{m}, nil
+	}
+	n := min(len(p.mem)-p.memHead, maxBatch)
+	return slices.Clone(p.mem[p.memHead : p.memHead+n]), nil
+}
+
 // run is the sending goroutine.
 func (p *Publisher) run() {
 	defer close(p.done)
@@ -383,14 +395,14 @@ func (p *Publisher) run() {
 	failures := 0
 	for {
 		p.mu.Lock()
-		m, ok, err := p.headLocked()
+		batch, err := p.batchLocked()
 		if err != nil {
 			p.discardUnreadableLocked(err)
 			p.mu.Unlock()
 			continue
 		}
 		p.mu.Unlock()
-		if !ok || p.js == nil {
+		if len(batch) == 0 || p.js == nil {
 			select {
 			case <-p.wake:
 				continue
@@ -401,18 +413,20 @@ func (p *Publisher) run() {
 		if !ensured {
 			ensured = p.ensureStream() == nil
 		}
-		err = p.publish(m)
+		stored, err := p.publish(batch)
 		p.mu.Lock()
-		if err == nil {
+		for _, m := range batch[:stored] {
 			p.popLocked(m.id)
+		}
+		if err == nil {
 			p.healthy = true
 		} else {
 			p.healthy = false
 			p.spillLocked()
 		}
 		p.mu.Unlock()
+		p.metrics.published.Add(float64(stored))
 		if err == nil {
-			p.metrics.published.Inc()
 			if failures > 0 {
 				p.log.Info("audit events flow to NATS again", "failed_attempts", failures)
 			}
@@ -426,7 +440,7 @@ func (p *Publisher) run() {
 		failures++
 		ensured = false
 		if failures == 1 {
-			p.log.Warn("cannot publish audit events; keeping them in the outbox until NATS is back", "event_id", m.id, "err", err)
+			p.log.Warn("cannot publish audit events; keeping them in the outbox until NATS is back", "event_id", batch[stored].id, "err", err)
 		}
 		wait := p.retryMin << min(failures-1, 16)
 		if wait > p.retryMax || wait <= 0 {
@@ -462,16 +476,45 @@ func (p *Publisher) ensureStream() error {
 	return nil
 }
 
-func (p *Publisher) publish(m message) error {
+// publish sends batch in order and returns how many of its first events the
+// stream stored, with the error that stopped it. The events go out as
+// asynchronous publishes on one connection, which the server stores in the
+// order sent, so the trail keeps its order; the acks are awaited in that
+// order too, and only the stored prefix leaves the queue. Events after a
+// failure may have been stored as well: they are sent again and the stream's
+// duplicate window (Nats-Msg-Id) keeps one copy.
+func (p *Publisher) publish(batch []message) (int, error) {
 	if nc := p.js.Conn(); nc != nil && nc.Status() != nats.CONNECTED {
-		return fmt.Errorf("publish audit event %s: NATS connection is %s", m.id, nc.Status())
+		return 0, fmt.Errorf("publish audit event %s: NATS connection is %s", batch[0].id, nc.Status())
 	}
 	ctx, cancel := context.WithTimeout(p.runCtx, p.timeout)
 	defer cancel()
-	if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: m.subject, Data: m.data}, jetstream.WithMsgID(m.id)); err != nil {
-		return fmt.Errorf("publish audit event %s: %w", m.id, err)
+	if len(batch) == 1 {
+		if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: batch[0].subject, Data: batch[0].data}, jetstream.WithMsgID(batch[0].id)); err != nil {
+			return 0, fmt.Errorf("publish audit event %s: %w", batch[0].id, err)
+		}
+		return 1, nil
 	}
-	return nil
+	acks := make([]jetstream.PubAckFuture, 0, len(batch))
+	var sendErr error
+	for _, m := range batch {
+		f, err := p.js.PublishMsgAsync(&nats.Msg{Subject: m.subject, Data: m.data}, jetstream.WithMsgID(m.id))
+		if err != nil {
+			sendErr = fmt.Errorf("publish audit event %s: %w", m.id, err)
+			break
+		}
+		acks = append(acks, f)
+	}
+	for i, f := range acks {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return i, fmt.Errorf("publish audit event %s: %w", batch[i].id, err)
+		case <-ctx.Done():
+			return i, fmt.Errorf("publish audit event %s: %w", batch[i].id, ctx.Err())
+		}
+	}
+	return len(acks), sendErr
 }
 
 // Depth returns how many events wait in the outbox on disk and in memory.

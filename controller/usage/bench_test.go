@@ -18,17 +18,17 @@ import (
 
 // BenchmarkAuditIngest measures the audit pipeline end to end on file
 // storage: web app publishers (audit.Publisher: encode, queue, publish with
-// Nats-Msg-Id and wait for the stream's ack, one event at a time each) →
+// Nats-Msg-Id in order, up to 256 in flight, each acknowledged by the
+// stream before it leaves the queue) →
 // SERVINGAPP_AUDIT → the engine's durable consumer counting every event.
 // One op is one event; events/s is the rate from the first Publish until
 // the engine has read the last event. Run with a fixed count, e.g.
 //
 //	go test -run '^$' -bench AuditIngest -benchtime 200000x ./controller/usage/
 //
-// The async case replaces the web apps' publishers by one client that
-// pipelines asynchronous publishes (4096 in flight, still with Nats-Msg-Id):
-// it shows what the stream and the engine sustain when publishing is not
-// one event per round trip.
+// The async case replaces the web apps' publishers by one bare client that
+// pipelines asynchronous publishes (4096 in flight, still with Nats-Msg-Id,
+// no queue or outbox): what the stream and the engine sustain on their own.
 func BenchmarkAuditIngest(b *testing.B) {
 	for _, publishers := range []int{1, 4} {
 		b.Run(fmt.Sprintf("publishers=%d", publishers), func(b *testing.B) { benchmarkIngest(b, publishers) })
