@@ -482,7 +482,9 @@ func (p *Publisher) ensureStream() error {
 // order sent, so the trail keeps its order; the acks are awaited in that
 // order too, and only the stored prefix leaves the queue. Events after a
 // failure may have been stored as well: they are sent again and the stream's
-// duplicate window (Nats-Msg-Id) keeps one copy.
+// duplicate window (Nats-Msg-Id) keeps one copy. So the order holds except
+// around a failure, where the failed event can land after ones sent behind
+// it; nothing is lost or stored twice.
 func (p *Publisher) publish(batch []message) (int, error) {
 	if nc := p.js.Conn(); nc != nil && nc.Status() != nats.CONNECTED {
 		return 0, fmt.Errorf("publish audit event %s: NATS connection is %s", batch[0].id, nc.Status())
