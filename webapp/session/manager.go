@@ -62,8 +62,20 @@ func (s *Session) Expired(now time.Time, idle time.Duration) (string, bool) {
 // Pending is a request typed before login, kept server-side across the login.
 type Pending struct {
 	// Text is the summarizer input.
-	Text    string    `json:"text"`
-	Expires time.Time `json:"exp"`
+	Text string
+	// Expires is when it is gone; stores that can forget records by then.
+	Expires time.Time
+}
+
+// pendingRecord is the sealed form of a Pending. The text is bytes (base64
+// in JSON), so a record is at most a third larger than its text whatever the
+// text holds; as a JSON string, control characters and invalid UTF-8 would
+// take six bytes each. Text and Exp are the fields of records written before.
+type pendingRecord struct {
+	Data    []byte    `json:"b,omitempty"`
+	Expires int64     `json:"x,omitempty"`
+	Text    string    `json:"text,omitempty"`
+	Exp     time.Time `json:"exp,omitzero"`
 }
 
 // Loaded is a session read from the store, with what is needed to write it back.
@@ -275,14 +287,15 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 	return m.store.Delete(ctx, Key(id))
 }
 
-// PutPending stores a request typed before login and returns its id.
+// PutPending stores a request typed before login and returns its id;
+// ErrFull when the store has no room.
 func (m *Manager) PutPending(ctx context.Context, p Pending) (string, error) {
 	id, err := m.NewID()
 	if err != nil {
 		return "", err
 	}
 	key := pendingKey(id)
-	value, err := m.seal(key, p)
+	value, err := m.seal(key, pendingRecord{Data: []byte(p.Text), Expires: millis(p.Expires)})
 	if err != nil {
 		return "", fmt.Errorf("seal pending request: %w", err)
 	}
@@ -290,6 +303,14 @@ func (m *Manager) PutPending(ctx context.Context, p Pending) (string, error) {
 		return "", fmt.Errorf("store pending request: %w", err)
 	}
 	return id, nil
+}
+
+// DeletePending removes a pending request (one replaced by a newer one).
+func (m *Manager) DeletePending(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return nil
+	}
+	return m.store.Delete(ctx, pendingKey(id))
 }
 
 // TakePending reads and deletes a pending request; ErrNotFound when it is
@@ -306,9 +327,13 @@ func (m *Manager) TakePending(ctx context.Context, id string, now time.Time) (Pe
 	if err := m.store.Delete(ctx, key); err != nil {
 		return Pending{}, err
 	}
-	var p Pending
-	if err := m.open(key, value, &p); err != nil {
+	var rec pendingRecord
+	if err := m.open(key, value, &rec); err != nil {
 		return Pending{}, fmt.Errorf("open pending request: %w: %w", ErrNotFound, err)
+	}
+	p := Pending{Text: string(rec.Data), Expires: fromMillis(rec.Expires)}
+	if rec.Data == nil && rec.Expires == 0 {
+		p = Pending{Text: rec.Text, Expires: rec.Exp}
 	}
 	if !now.Before(p.Expires) {
 		return Pending{}, ErrNotFound

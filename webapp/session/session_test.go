@@ -3,6 +3,9 @@ package session_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -182,11 +185,200 @@ func TestOpenKVStoreKeepsAnExistingBucketButRaisesItsTTL(t *testing.T) {
 	if cfg.TTL != time.Hour || cfg.Description != "made by the operator" {
 		t.Fatalf("bucket after open: TTL %s, description %q", cfg.TTL, cfg.Description)
 	}
+	if sc := kvStreamConfig(t, js, bucket); sc.MaxBytes != -1 || sc.AllowMsgTTL {
+		t.Fatalf("the existing bucket was reconfigured: MaxBytes %d, AllowMsgTTL %v", sc.MaxBytes, sc.AllowMsgTTL)
+	}
 	// A longer TTL is left alone.
 	if _, err := session.OpenKVStore(ctx, js, session.KVConfig{Bucket: bucket, TTL: time.Minute}); err != nil {
 		t.Fatal(err)
 	}
 	if st, _ := kv.Status(ctx); st.TTL() != time.Hour {
 		t.Fatalf("TTL lowered to %s", st.TTL())
+	}
+	// Without per-key TTLs a short record simply lives for the bucket's TTL.
+	store, err := session.OpenKVStore(ctx, js, session.KVConfig{Bucket: bucket, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Create(ctx, "pending", []byte("v"), time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got := keyTTLHeader(t, js, bucket, "pending"); got != "" {
+		t.Fatalf("Nats-TTL %q on a bucket without per-key TTLs", got)
+	}
+}
+
+func TestMemoryStoreIsBoundedInBytes(t *testing.T) {
+	ctx := context.Background()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	s := session.NewMemoryStore(func() time.Time { return now })
+	s.SetMaxBytes(1000)
+	value := bytes.Repeat([]byte{1}, 400)
+	steps := []struct {
+		name string
+		do   func() error
+		want error
+	}{
+		{"first record", func() error { _, err := s.Create(ctx, "a", value, now.Add(time.Minute)); return err }, nil},
+		{"second record", func() error { _, err := s.Create(ctx, "b", value, now.Add(time.Hour)); return err }, nil},
+		{"third does not fit", func() error { _, err := s.Create(ctx, "c", value, now.Add(time.Hour)); return err }, session.ErrFull},
+		{"an update is never refused", func() error {
+			_, rev, _ := s.Get(ctx, "b")
+			_, err := s.Update(ctx, "b", bytes.Repeat([]byte{2}, 500), rev, now.Add(time.Hour))
+			return err
+		}, nil},
+		{"expired records make room", func() error {
+			now = now.Add(2 * time.Minute) // "a" expires
+			_, err := s.Create(ctx, "c", value, now.Add(time.Hour))
+			return err
+		}, nil},
+		{"full again", func() error { _, err := s.Create(ctx, "d", value, now.Add(time.Hour)); return err }, session.ErrFull},
+		{"a delete makes room", func() error {
+			_ = s.Delete(ctx, "c")
+			_, err := s.Create(ctx, "d", value, now.Add(time.Hour))
+			return err
+		}, nil},
+	}
+	for _, st := range steps {
+		if err := st.do(); !errors.Is(err, st.want) {
+			t.Fatalf("%s: %v, want %v", st.name, err, st.want)
+		}
+	}
+	if got := s.Bytes(); got != 900 {
+		t.Fatalf("%d bytes held, want 900 (b and d)", got)
+	}
+}
+
+func TestPendingRecordsStayCompact(t *testing.T) {
+	ctx := context.Background()
+	now := time.Now()
+	tests := map[string]string{
+		"control characters": strings.Repeat("\x01", 32<<10),
+		"invalid UTF-8":      strings.Repeat("\xff", 32<<10),
+		"HTML":               strings.Repeat("<&>", (32<<10)/3),
+		"Japanese":           strings.Repeat("要約", (32<<10)/6),
+	}
+	for name, text := range tests {
+		t.Run(name, func(t *testing.T) {
+			store := session.NewMemoryStore(nil)
+			m, _ := session.NewManager(store, testKey, nil)
+			id, err := m.PutPending(ctx, session.Pending{Text: text, Expires: now.Add(time.Minute)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if max := int64(len(text))*4/3 + 256; store.Bytes() > max {
+				t.Fatalf("a %d-byte text takes %d bytes, want at most %d", len(text), store.Bytes(), max)
+			}
+			p, err := m.TakePending(ctx, id, now)
+			if err != nil || p.Text != text || !p.Expires.Equal(now.Add(time.Minute).Truncate(time.Millisecond)) {
+				t.Fatalf("take: %d bytes, expires %s, %v", len(p.Text), p.Expires, err)
+			}
+		})
+	}
+}
+
+func TestPendingRecordsOfTheOldFormatStillOpen(t *testing.T) {
+	ctx := context.Background()
+	store := session.NewMemoryStore(nil)
+	m, _ := session.NewManager(store, testKey, nil)
+	id, _ := m.NewID()
+	sum := sha256.Sum256([]byte(id))
+	key := "p." + hex.EncodeToString(sum[:])
+	sealer, _ := session.NewSealer(testKey, "session records", nil)
+	exp := time.Now().Add(time.Minute).UTC().Truncate(time.Second)
+	old, _ := json.Marshal(map[string]any{"text": "typed before the upgrade", "exp": exp})
+	sealed, _ := sealer.Seal(old, []byte(key))
+	if _, err := store.Create(ctx, key, sealed, exp); err != nil {
+		t.Fatal(err)
+	}
+	p, err := m.TakePending(ctx, id, time.Now())
+	if err != nil || p.Text != "typed before the upgrade" || !p.Expires.Equal(exp) {
+		t.Fatalf("take an old record: %+v %v", p, err)
+	}
+}
+
+func TestDeletePending(t *testing.T) {
+	ctx := context.Background()
+	store := session.NewMemoryStore(nil)
+	m, _ := session.NewManager(store, testKey, nil)
+	id, _ := m.PutPending(ctx, session.Pending{Text: "x", Expires: time.Now().Add(time.Minute)})
+	if err := m.DeletePending(ctx, id); err != nil || store.Len() != 0 {
+		t.Fatalf("delete: %v, %d records left", err, store.Len())
+	}
+	if _, err := m.TakePending(ctx, id, time.Now()); !errors.Is(err, session.ErrNotFound) {
+		t.Fatalf("take a deleted request: %v", err)
+	}
+}
+
+// kvStreamConfig reads the stream behind a bucket.
+func kvStreamConfig(t *testing.T, js jetstream.JetStream, bucket string) jetstream.StreamConfig {
+	t.Helper()
+	st, err := js.Stream(context.Background(), "KV_"+bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Config
+}
+
+// keyTTLHeader returns the Nats-TTL header of the latest record under key.
+func keyTTLHeader(t *testing.T, js jetstream.JetStream, bucket, key string) string {
+	t.Helper()
+	st, _ := js.Stream(context.Background(), "KV_"+bucket)
+	msg, err := st.GetLastMsgForSubject(context.Background(), "$KV."+bucket+"."+key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msg.Header.Get("Nats-TTL")
+}
+
+func TestKVBucketTheAppCreatesIsBoundedAndExpiresShortRecordsEarly(t *testing.T) {
+	url, _ := natstest.Start(t)
+	_, js := natstest.Connect(t, url)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	now := time.Now()
+	bucket := session.BucketName("ns", "fresh")
+	store, err := session.OpenKVStore(ctx, js, session.KVConfig{Bucket: bucket, TTL: 8 * time.Hour, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg := kvStreamConfig(t, js, bucket); cfg.MaxBytes != session.DefaultBucketMaxBytes || !cfg.AllowMsgTTL {
+		t.Fatalf("new bucket: MaxBytes %d, AllowMsgTTL %v", cfg.MaxBytes, cfg.AllowMsgTTL)
+	}
+	tests := []struct {
+		key     string
+		expires time.Time
+		ttl     string // the Nats-TTL header; "" for none
+	}{
+		{"pending", now.Add(10 * time.Minute), "10m0s"},
+		{"pending-rounded-up", now.Add(90*time.Second + time.Millisecond), "1m31s"},
+		{"almost-expired", now.Add(100 * time.Millisecond), "1s"},
+		{"session", now.Add(8 * time.Hour), ""},
+		{"no-expiry", time.Time{}, ""},
+	}
+	for _, tt := range tests {
+		if _, err := store.Create(ctx, tt.key, []byte("v"), tt.expires); err != nil {
+			t.Fatal(err)
+		}
+		if got := keyTTLHeader(t, js, bucket, tt.key); got != tt.ttl {
+			t.Errorf("%s: Nats-TTL %q, want %q", tt.key, got, tt.ttl)
+		}
+	}
+
+	small := session.BucketName("ns", "small")
+	store, err = session.OpenKVStore(ctx, js, session.KVConfig{Bucket: small, TTL: time.Hour, MaxBytes: 64 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var full error
+	for i := 0; i < 10 && full == nil; i++ {
+		_, full = store.Create(ctx, "k"+strings.Repeat("x", i), bytes.Repeat([]byte{1}, 16<<10), time.Now().Add(time.Hour))
+	}
+	if !errors.Is(full, session.ErrFull) {
+		t.Fatalf("writing 160 KiB into a 64 KiB bucket: %v, want ErrFull", full)
 	}
 }

@@ -20,6 +20,8 @@ var (
 	ErrExists = errors.New("session: already exists")
 	// ErrConflict: Update's revision is not the record's current one.
 	ErrConflict = errors.New("session: revision conflict")
+	// ErrFull: the store has no room for a new record (its byte bound).
+	ErrFull = errors.New("session: store full")
 )
 
 // Store keeps opaque, already encrypted records under keys that are already
@@ -29,8 +31,9 @@ type Store interface {
 	// Get returns the record under key and its revision. The returned slice
 	// must not be modified.
 	Get(ctx context.Context, key string) ([]byte, uint64, error)
-	// Create stores a new record; ErrExists when key is taken. expires is
-	// when the record may be forgotten (stores with their own TTL ignore it).
+	// Create stores a new record; ErrExists when key is taken, ErrFull when
+	// the store is at its bound. expires is when the record may be
+	// forgotten; a store forgets it then, or at the latest after its own TTL.
 	Create(ctx context.Context, key string, value []byte, expires time.Time) (uint64, error)
 	// Update replaces the record if its revision is still revision;
 	// ErrConflict otherwise (also when it was deleted meanwhile).
