@@ -80,6 +80,8 @@ type App struct {
 	requestSeq atomic.Uint64
 	handler    http.Handler
 	refreshes  singleflight.Group
+	// pendingSlots bounds the requests typed before sign-in this replica keeps.
+	pendingSlots pendingSlots
 
 	sessions atomic.Pointer[session.Manager]
 	provider atomic.Pointer[login.Provider]
@@ -113,6 +115,7 @@ func New(cfg Config, deps Deps) (*App, error) {
 		ready:      make(chan struct{}),
 		initDone:   make(chan struct{}),
 	}
+	a.pendingSlots.max = cfg.MaxPendingRequests
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -295,6 +298,7 @@ func (a *App) initOnce(ctx context.Context) error {
 			Bucket:   session.BucketName(a.cfg.Namespace, a.cfg.Name),
 			TTL:      a.cfg.SessionTTL,
 			Replicas: a.cfg.NATSReplicas,
+			Now:      a.clock.Now,
 		})
 		if err != nil {
 			return err

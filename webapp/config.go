@@ -25,7 +25,10 @@ const (
 	DefaultInvokeTimeout   = 120 * time.Second
 	DefaultListenAddr      = ":8080"
 	DefaultLoginTTL        = 10 * time.Minute
-	DefaultSystemPrompt    = "Summarize the user's text in a few clear sentences. Keep the language of the text."
+	// DefaultMaxPendingRequests: at most this many texts typed before
+	// sign-in (32 KiB each) are kept per replica at a time.
+	DefaultMaxPendingRequests = 256
+	DefaultSystemPrompt       = "Summarize the user's text in a few clear sentences. Keep the language of the text."
 )
 
 // DefaultScopes are requested when the config names none.
@@ -100,6 +103,11 @@ type Config struct {
 	// LoginTTL bounds how long a started login (and a request typed before
 	// it) is kept; zero means DefaultLoginTTL.
 	LoginTTL time.Duration
+	// MaxPendingRequests bounds the requests typed before sign-in that one
+	// replica keeps at a time (the form needs no sign-in, so anyone can post
+	// them); further ones are refused until the oldest expire. Zero means
+	// DefaultMaxPendingRequests.
+	MaxPendingRequests int
 	// LogLevel is debug, info, warn or error (for the binary).
 	LogLevel string
 }
@@ -292,6 +300,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.LoginTTL <= 0 {
 		c.LoginTTL = DefaultLoginTTL
+	}
+	if c.MaxPendingRequests <= 0 {
+		c.MaxPendingRequests = DefaultMaxPendingRequests
 	}
 	domains := make([]string, 0, len(c.AllowedEmailDomains))
 	for _, d := range c.AllowedEmailDomains {

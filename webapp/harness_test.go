@@ -67,8 +67,9 @@ type options struct {
 	accessTTL      int // minutes, default 5
 	refreshTTL     int // minutes, default Databricks'
 	config         func(i int, c *webapp.Config)
-	quiet          bool // discard logs (benchmarks)
-	root           bool // serve the apps at "/" instead of prefix
+	quiet          bool          // discard logs (benchmarks)
+	root           bool          // serve the apps at "/" instead of prefix
+	store          session.Store // sessions of every instance, when set
 }
 
 // harness is the Databricks emulator, optionally an embedded nats-server,
@@ -203,6 +204,9 @@ func (h *harness) startInstance(ln net.Listener, cfg webapp.Config, o options) *
 		if o.memorySessions {
 			deps.Sessions = session.NewMemoryStore(h.clock.Now)
 		}
+	}
+	if o.store != nil {
+		deps.Sessions = o.store
 	}
 	app, err := webapp.New(cfg, deps)
 	if err != nil {

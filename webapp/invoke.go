@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/servingapp/servingapp/api/audit"
@@ -23,8 +24,38 @@ import (
 )
 
 // maxPendingText bounds a text typed before sign-in, which is kept
-// server-side across the login.
-const maxPendingText = 256 << 10
+// server-side across the login. Anyone can post one without signing in, so
+// it is small; a longer text can be summarized after signing in.
+const maxPendingText = 32 << 10
+
+// pendingSlots bounds the requests typed before sign-in that this replica
+// stored and that may still be alive. The form needs no sign-in, so without
+// a bound a script could fill the session store (and with it stop
+// sign-ins); with it, a flood only turns away further texts typed before
+// sign-in, and sign-ins go on. A slot is held until its request expires
+// (taking the request after the login does not free it early), so at most
+// max requests of this replica are alive at once.
+type pendingSlots struct {
+	max     int
+	mu      sync.Mutex
+	expires []time.Time // oldest first: every request lives LoginTTL
+}
+
+// take claims a slot for a request alive until until, if one is free at now.
+func (s *pendingSlots) take(now, until time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := 0
+	for i < len(s.expires) && !now.Before(s.expires[i]) {
+		i++
+	}
+	s.expires = append(s.expires[:0], s.expires[i:]...)
+	if len(s.expires) >= s.max {
+		return false
+	}
+	s.expires = append(s.expires, until)
+	return true
+}
 
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
@@ -81,14 +112,14 @@ func (a *App) handleSummarize(w http.ResponseWriter, r *http.Request) {
 
 // loginThenSummarize keeps text server-side, names it in the login cookie
 // and sends the browser to the continue page, whose sign-in returns to
-// /resume, which summarizes it.
+// /resume, which summarizes it. A browser has one kept request at a time:
+// a new one replaces the one before (a login already under way for that
+// one then lands on the home page). Kept requests are bounded in size
+// (maxPendingText), in lifetime (LoginTTL, which the store enforces too) and
+// in number per replica (pendingSlots).
 func (a *App) loginThenSummarize(w http.ResponseWriter, r *http.Request, text string) {
 	if len(text) > maxPendingText {
-		d := a.pageData(r)
-		d.CSRF = a.readLoginState(r).CSRF
-		d.Message = message(d.Lang, "err_pending_too_large")
-		d.Text = text
-		a.render(w, r, http.StatusRequestEntityTooLarge, "home", d)
+		a.refusePending(w, r, http.StatusRequestEntityTooLarge, text, "err_pending_too_large", maxPendingText>>10)
 		return
 	}
 	m := a.sessions.Load()
@@ -96,22 +127,56 @@ func (a *App) loginThenSummarize(w http.ResponseWriter, r *http.Request, text st
 		a.renderError(w, r, http.StatusServiceUnavailable, "err_not_ready")
 		return
 	}
-	expires := a.clock.Now().Add(a.cfg.LoginTTL)
+	now := a.clock.Now()
+	expires := now.Add(a.cfg.LoginTTL)
+	if !a.pendingSlots.take(now, expires) {
+		a.log.Warn("too many requests kept for sign-in on this replica; refusing another", "request_id", info(r).id, "client_ip", info(r).clientIP, "max", a.pendingSlots.max)
+		a.refusePending(w, r, http.StatusServiceUnavailable, text, "err_pending_busy")
+		return
+	}
 	id, err := m.PutPending(r.Context(), session.Pending{Text: text, Expires: expires})
+	if errors.Is(err, session.ErrFull) {
+		a.log.Warn("the session store is full; refusing a request kept for sign-in", "request_id", info(r).id, "err", err)
+		a.refusePending(w, r, http.StatusServiceUnavailable, text, "err_pending_busy")
+		return
+	}
 	if err != nil {
 		a.storeUnavailable(w, r, err)
 		return
 	}
 	st := a.readLoginState(r)
+	replaced := []string{st.Pending}
+	for i := range st.Logins {
+		replaced = append(replaced, st.Logins[i].PendingID)
+		st.Logins[i].PendingID = ""
+	}
 	st.Pending, st.PendingExpires = id, expires.Unix()
 	if err := a.writeLoginState(w, st); err != nil {
 		a.log.Error("write login cookie", "request_id", info(r).id, "err", err)
 		a.renderError(w, r, http.StatusInternalServerError, "err_internal")
 		return
 	}
+	for _, old := range replaced {
+		if old == "" {
+			continue
+		}
+		if err := m.DeletePending(r.Context(), old); err != nil {
+			a.log.Warn("delete a replaced request kept for sign-in", "request_id", info(r).id, "err", err)
+		}
+	}
 	// Not to the provider: a redirect there would answer a form submission,
 	// which form-action 'self' forbids (see contentSecurityPolicy).
 	http.Redirect(w, r, a.base+"/login/continue", http.StatusSeeOther)
+}
+
+// refusePending shows the home page again with the text in the form and
+// why it could not be kept.
+func (a *App) refusePending(w http.ResponseWriter, r *http.Request, status int, text, msgKey string, args ...any) {
+	d := a.pageData(r)
+	d.CSRF = a.readLoginState(r).CSRF
+	d.Message = message(d.Lang, msgKey, args...)
+	d.Text = text
+	a.render(w, r, status, "home", d)
 }
 
 // handleResume runs the request typed before sign-in: GET /resume, where
