@@ -853,6 +853,11 @@ func (t *term) refresh(ctx context.Context) {
 		specs[s.Key()] = s
 	}
 	t.specs, t.specsAt = specs, now
+	for key, s := range specs {
+		if a, ok := t.apps[key]; ok {
+			a.adopt(s)
+		}
+	}
 	for key, a := range t.apps {
 		if _, ok := specs[key]; ok || !a.idle() {
 			continue

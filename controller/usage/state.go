@@ -16,6 +16,9 @@ import (
 type record struct {
 	Namespace string `json:"namespace"`
 	Name      string `json:"name"`
+	// UID is the app incarnation the counts belong to: an app deleted and
+	// created again under its name is another app and starts from zero.
+	UID string `json:"uid,omitempty"`
 	// Seq is the highest stream sequence folded into the record. Messages
 	// of the app at or below it are already counted.
 	Seq    uint64 `json:"seq"`
@@ -96,6 +99,34 @@ func usageEqual(a, b v1.Usage) bool {
 	ta, tb := a.LastInvocationTime, b.LastInvocationTime
 	a.LastInvocationTime, b.LastInvocationTime = nil, nil
 	return a == b && (ta == nil) == (tb == nil) && (ta == nil || ta.Equal(*tb))
+}
+
+// adopt ties the record to the app incarnation s. A record left by an
+// earlier incarnation (the app was deleted and created again under its name)
+// keeps its stream position, so no event is counted twice, and forgets what
+// happened before s was created: usage, last invocation, lockouts, scaling.
+// A record without a UID (written before records had one, or started by
+// events before the app was listed) is simply claimed.
+func (a *app) adopt(s *v1.ServingApp) {
+	uid := s.Metadata.UID
+	switch {
+	case uid == "" || a.rec.UID == uid:
+		return
+	case a.rec.UID == "":
+		a.rec.UID, a.dirty = uid, true
+		return
+	}
+	a.rec.UID = uid
+	if created := s.Metadata.CreationTimestamp; created != nil {
+		a.rec.Window.DropBefore(*created)
+		if last := a.rec.LastInvocation; last != nil && last.Before(*created) {
+			a.rec.LastInvocation = nil
+		}
+	} else {
+		a.rec.Window, a.rec.LastInvocation = Window{}, nil
+	}
+	a.rec.Lockouts, a.rec.Scale = Lockouts{}, nil
+	a.dirty, a.wroteOnce, a.blocksApplied, a.scaleAsserted, a.scaleFailing = true, false, false, false, false
 }
 
 // idle reports whether the app has nothing left to remember or do.

@@ -124,6 +124,22 @@ func (w *Window) Advance(now time.Time) bool {
 	return true
 }
 
+// DropBefore drops the minutes that ended before t and reports whether the
+// totals changed; the minute t falls in is kept.
+func (w *Window) DropBefore(t time.Time) bool {
+	w.ensureTotal()
+	i := 0
+	for i < len(w.Buckets) && !w.Buckets[i].end().After(t) {
+		w.total.sub(w.Buckets[i].Counts)
+		i++
+	}
+	if i == 0 {
+		return false
+	}
+	w.Buckets = slices.Delete(w.Buckets, 0, i)
+	return true
+}
+
 // Total returns the counts of the whole window as of the last Add or Advance.
 func (w *Window) Total() Counts {
 	w.ensureTotal()
