@@ -64,12 +64,14 @@ const (
 	// ReasonInvalidIDToken: the ID token is missing or fails verification
 	// (signature, algorithm, iss, aud, exp, iat, at_hash).
 	ReasonInvalidIDToken = "invalid_id_token"
-	// ReasonAccessDenied: the identity provider answered with error=...
-	// (StatusCode holds the provider's error code, e.g. access_denied).
+	// ReasonAccessDenied: the identity provider answered error=access_denied
+	// (the user or the provider said no).
 	ReasonAccessDenied = "access_denied"
 	// ReasonPolicyDenied: the identity policy (allowed email domains) refused the user.
 	ReasonPolicyDenied = "policy_denied"
-	// ReasonExchangeFailed: the code exchange or the identity lookup failed.
+	// ReasonExchangeFailed: the code exchange or the identity lookup failed,
+	// the signing keys could not be fetched (StatusCode keys_unavailable), or
+	// the provider answered with another error= (StatusCode holds its code).
 	ReasonExchangeFailed = "exchange_failed"
 )
 
