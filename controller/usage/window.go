@@ -109,23 +109,10 @@ func (w *Window) Add(now, t time.Time, c Counts) bool {
 
 // Advance drops the minutes that ended Span or more before now and reports
 // whether the totals changed.
-func (w *Window) Advance(now time.Time) bool {
-	w.ensureTotal()
-	cut := now.Add(-Span)
-	i := 0
-	for i < len(w.Buckets) && !w.Buckets[i].end().After(cut) {
-		w.total.sub(w.Buckets[i].Counts)
-		i++
-	}
-	if i == 0 {
-		return false
-	}
-	w.Buckets = slices.Delete(w.Buckets, 0, i)
-	return true
-}
+func (w *Window) Advance(now time.Time) bool { return w.DropBefore(now.Add(-Span)) }
 
-// DropBefore drops the minutes that ended before t and reports whether the
-// totals changed; the minute t falls in is kept.
+// DropBefore drops the minutes that ended at or before t and reports whether
+// the totals changed; the minute t falls in is kept.
 func (w *Window) DropBefore(t time.Time) bool {
 	w.ensureTotal()
 	i := 0
