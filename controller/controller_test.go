@@ -319,3 +319,108 @@ func TestStandbyWithSkewedClockNeverTakesAHeldLease(t *testing.T) {
 		t.Fatal("two leaders at once")
 	}
 }
+
+// sleeperClock counts the timers of one elector that have not fired yet: a
+// test advances a shared manual clock only while the elector waits on one,
+// so its polls happen at the simulated times they are due.
+type sleeperClock struct {
+	*clock.Manual
+	waiting *atomic.Int32
+}
+
+func (c sleeperClock) AfterFunc(d time.Duration, f func()) clock.Timer {
+	c.waiting.Add(1)
+	return c.Manual.AfterFunc(d, func() { c.waiting.Add(-1); f() })
+}
+
+// TestStandbyTakesOverWithin20sAtTheDefaults runs two electors with the
+// default TTL, renew and retry periods on one simulated clock: after the
+// leader dies, the standby leads within 20 simulated seconds, and never
+// while the old leader still does.
+func TestStandbyTakesOverWithin20sAtTheDefaults(t *testing.T) {
+	url, _ := natstest.Start(t)
+	kvFor := func() (*nats.Conn, jetstream.KeyValue) {
+		nc, err := nats.Connect(url, nats.MaxReconnects(0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := jetstream.New(nc)
+		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nc, kv
+	}
+	clk := clock.NewManual(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	var aWaits, bWaits, leading atomic.Int32
+	var twoAtOnce, aStopped atomic.Bool
+	var bLedAt atomic.Pointer[time.Time]
+	run := func(kv jetstream.KeyValue, id string, waits *atomic.Int32, led chan<- struct{}) chan error {
+		el := &controller.LeaderElector{KV: kv, Identity: id, Clock: sleeperClock{clk, waits}, Log: slog.New(slog.DiscardHandler)}
+		done := make(chan error, 1)
+		go func() {
+			defer func() {
+				if id == "a" {
+					aStopped.Store(true)
+				}
+			}()
+			done <- el.Run(context.Background(), func(stop, work context.Context) {
+				if leading.Add(1) > 1 {
+					twoAtOnce.Store(true)
+				}
+				defer leading.Add(-1)
+				if id == "b" {
+					now := clk.Now()
+					bLedAt.Store(&now)
+				}
+				close(led)
+				<-work.Done()
+			})
+		}()
+		return done
+	}
+	// step advances the clock by 100ms once each running elector waits.
+	step := func() {
+		t.Helper()
+		waitUntil(t, "electors waiting", func() bool { return bWaits.Load() > 0 && (aStopped.Load() || aWaits.Load() > 0) })
+		clk.Advance(100 * time.Millisecond)
+		time.Sleep(time.Millisecond)
+	}
+
+	ncA, kvA := kvFor()
+	ledA := make(chan struct{})
+	doneA := run(kvA, "a", &aWaits, ledA)
+	<-ledA
+	_, kvB := kvFor()
+	ledB := make(chan struct{})
+	run(kvB, "b", &bWaits, ledB)
+	for range 300 { // 30 simulated seconds of renewals: b stays a standby
+		step()
+	}
+	select {
+	case <-ledB:
+		t.Fatal("the standby took a lease that was being renewed")
+	default:
+	}
+
+	ncA.Close()
+	died := clk.Now()
+	for i := 0; bLedAt.Load() == nil; i++ {
+		if i > 600 {
+			t.Fatal("no takeover within 60 simulated seconds")
+		}
+		step()
+	}
+	if err := <-doneA; !errors.Is(err, controller.ErrLeadershipLost) {
+		t.Fatalf("dead leader returned %v, want ErrLeadershipLost", err)
+	}
+	if twoAtOnce.Load() {
+		t.Fatal("two leaders at once")
+	}
+	if took := bLedAt.Load().Sub(died); took > 20*time.Second {
+		t.Fatalf("standby took over %s after the leader died, want within 20s", took)
+	} else {
+		t.Logf("standby took over %s (simulated) after the leader died", took)
+	}
+}
