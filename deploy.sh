@@ -245,13 +245,11 @@ if [ -n "$MANIFESTS" ]; then
 	[ -e "$ROOT/$MANIFESTS" ] || [ -e "$MANIFESTS" ] || die "$MANIFESTS does not exist"
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' EXIT
-	mkdir -p "$work/ca"
 	(umask 077 && aws secretsmanager get-secret-value --secret-id "$(tf output -raw nats_admin_creds_secret_arn)" \
 		--query SecretString --output text >"$work/admin.creds")
-	tf output -raw nats_ca_certificate >"$work/ca/nats-ca.pem"
-	# Go on Linux adds the certificates in SSL_CERT_DIR to the system roots.
-	(cd "$ROOT" && SSL_CERT_DIR="$work/ca:/etc/ssl/certs" go run ./cmd/servingctl \
-		--server "$admin_url" --creds "$work/admin.creds" apply -f "$MANIFESTS") ||
+	tf output -raw nats_ca_certificate >"$work/nats-ca.pem"
+	(cd "$ROOT" && go run ./cmd/servingctl \
+		--server "$admin_url" --creds "$work/admin.creds" --ca "$work/nats-ca.pem" apply -f "$MANIFESTS") ||
 		die "servingctl apply failed: is this machine inside admin_allowlist (VPN)? see docs/deploy-aws.md, 'Admin access'"
 fi
 

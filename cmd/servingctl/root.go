@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/servingapp/servingapp/api/store"
+	"github.com/servingapp/servingapp/internal/natsconn"
 )
 
 // Exit codes, as documented in the README.
@@ -44,6 +46,7 @@ type cli struct {
 
 	server  string
 	creds   string
+	ca      string
 	timeout time.Duration
 }
 
@@ -114,6 +117,7 @@ machine with 'servingctl dev'.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&c.server, "server", "", "NATS URL of the API store (default $SERVINGAPP_NATS_URL or "+DefaultNATSURL+")")
 	pf.StringVar(&c.creds, "creds", "", "NATS credentials file (default $SERVINGAPP_NATS_CREDS)")
+	pf.StringVar(&c.ca, "ca", "", "PEM file of the CA that signed the NATS server's certificate, for a private CA (default $SERVINGAPP_NATS_CA; otherwise the system roots)")
 	pf.DurationVar(&c.timeout, "request-timeout", 10*time.Second, "how long to wait for the server")
 	root.AddCommand(
 		c.applyCommand(),
@@ -150,16 +154,20 @@ type conn struct {
 func (c *cli) connect(ctx context.Context) (*conn, error) {
 	url := c.serverURL()
 	opts := []nats.Option{nats.Name("servingctl"), nats.Timeout(c.timeout), nats.MaxReconnects(0)}
-	creds := c.creds
+	creds, ca := c.creds, c.ca
 	if creds == "" {
 		creds = c.getenv("SERVINGAPP_NATS_CREDS")
 	}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
+	if ca == "" {
+		ca = c.getenv("SERVINGAPP_NATS_CA")
 	}
-	nc, err := nats.Connect(url, opts...)
+	auth, err := natsconn.Options(creds, ca)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the servingapp API store at %s: %v (start one with 'servingctl dev', or pass --server)", url, err)
+		return nil, err
+	}
+	nc, err := nats.Connect(url, append(opts, auth...)...)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the servingapp API store at %s: %v (%s)", url, err, connectHint(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -176,6 +184,22 @@ func (c *cli) connect(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("open the API store at %s: %w", url, err)
 	}
 	return &conn{store: st, js: js, close: nc.Close}, nil
+}
+
+// connectHint says what to do about a failed connection.
+func connectHint(err error) string {
+	var unknownCA x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var hostname x509.HostnameError
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked):
+		return "check the credentials: --creds or $SERVINGAPP_NATS_CREDS"
+	case errors.As(err, &unknownCA):
+		return "the server's certificate is from a CA this machine does not trust: pass it with --ca or $SERVINGAPP_NATS_CA"
+	case errors.As(err, &invalid), errors.As(err, &hostname):
+		return "the server's certificate does not fit this address: check --server"
+	}
+	return "start one with 'servingctl dev', or pass --server"
 }
 
 // splitName reads "NAME" or "NS/NAME" with the namespace flag as default.

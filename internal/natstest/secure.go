@@ -1,0 +1,151 @@
+package natstest
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+// Secured is a server that, like production's, accepts only TLS clients
+// with user credentials of its operator.
+type Secured struct {
+	URL    string // tls://127.0.0.1:port
+	CAFile string // PEM of the CA that signed the server certificate
+	// CredsFile is a .creds file of a user allowed everything in the
+	// JetStream-enabled account.
+	CredsFile string
+}
+
+// StartSecured starts a JetStream server with TLS (a certificate for
+// 127.0.0.1 from a CA made for the test) and operator-mode JWT
+// authentication, as the terraform NATS cluster runs, for tests of clients'
+// --creds and --ca handling. It is shut down when the test ends.
+func StartSecured(t testing.TB) Secured {
+	t.Helper()
+	dir := t.TempDir()
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("secured nats-server: %v", err)
+		}
+	}
+	caFile, tlsCfg := testPKI(t, dir)
+
+	operator, err := nkeys.CreateOperator()
+	must(err)
+	opPub, _ := operator.PublicKey()
+	opClaims := jwt.NewOperatorClaims(opPub)
+	newAccount := func(name string, jetStream bool) (nkeys.KeyPair, string, string) {
+		kp, err := nkeys.CreateAccount()
+		must(err)
+		pub, _ := kp.PublicKey()
+		c := jwt.NewAccountClaims(pub)
+		c.Name = name
+		if jetStream {
+			c.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
+		}
+		token, err := c.Encode(operator)
+		must(err)
+		return kp, pub, token
+	}
+	_, sysPub, sysJWT := newAccount("SYS", false)
+	opClaims.SystemAccount = sysPub
+	account, accPub, accJWT := newAccount("APP", true)
+	resolver := &server.MemAccResolver{}
+	must(resolver.Store(sysPub, sysJWT))
+	must(resolver.Store(accPub, accJWT))
+
+	user, err := nkeys.CreateUser()
+	must(err)
+	userPub, _ := user.PublicKey()
+	uc := jwt.NewUserClaims(userPub)
+	uc.IssuerAccount = accPub
+	userJWT, err := uc.Encode(account)
+	must(err)
+	seed, _ := user.Seed()
+	creds, err := jwt.FormatUserConfig(userJWT, seed)
+	must(err)
+	credsFile := filepath.Join(dir, "user.creds")
+	must(os.WriteFile(credsFile, creds, 0o600))
+
+	srv, err := server.NewServer(&server.Options{
+		ServerName:       "natstest-secured",
+		Host:             "127.0.0.1",
+		Port:             server.RANDOM_PORT,
+		JetStream:        true,
+		StoreDir:         filepath.Join(dir, "js"),
+		NoLog:            true,
+		NoSigs:           true,
+		TrustedOperators: []*jwt.OperatorClaims{opClaims},
+		SystemAccount:    sysPub,
+		AccountResolver:  resolver,
+		TLSConfig:        tlsCfg,
+		TLSTimeout:       5,
+	})
+	must(err)
+	srv.Start()
+	t.Cleanup(func() {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	})
+	if !srv.ReadyForConnections(readyTimeout) {
+		t.Fatal("secured nats-server: not ready")
+	}
+	port := srv.Addr().(*net.TCPAddr).Port
+	return Secured{URL: "tls://127.0.0.1:" + strconv.Itoa(port), CAFile: caFile, CredsFile: credsFile}
+}
+
+// testPKI writes a CA certificate to dir and returns its path and a server
+// TLS configuration with a certificate for 127.0.0.1 that the CA signed.
+func testPKI(t testing.TB, dir string) (string, *tls.Config) {
+	t.Helper()
+	now := time.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "natstest CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+}
