@@ -24,6 +24,16 @@ func expectLoginFailed(t *testing.T, h *harness, b *browser, in *instance, resp 
 	if ev.Event.StatusDetail != reason || ev.Event.StatusID != audit.StatusFailure || ev.Event.ClassUID != audit.ClassAuthentication {
 		t.Fatalf("login.failed reason %q (status %d), want %q; message %q", ev.Event.StatusDetail, ev.Event.StatusID, reason, ev.Event.Message)
 	}
+	// Who tried: the client's address and user agent, and the callback
+	// path without its query (which holds the code).
+	if src := ev.Event.SrcEndpoint; src == nil || src.IP != "127.0.0.1" {
+		t.Errorf("login.failed source endpoint %+v, want IP 127.0.0.1", src)
+	}
+	if req := ev.Event.HTTPRequest; req == nil || req.URL == nil {
+		t.Errorf("login.failed has no HTTP request or URL: %+v", req)
+	} else if req.UserAgent != "webapp-test-browser/1" || req.URL.Path != in.prefix+"/oauth/callback" {
+		t.Errorf("login.failed user agent %q at %q, want webapp-test-browser/1 at %s/oauth/callback", req.UserAgent, req.URL.Path, in.prefix)
+	}
 	t.Logf("refused: %s", ev.Event.Message)
 }
 

@@ -256,8 +256,9 @@ func checkSessionCookie(t *testing.T, b *browser) string {
 	return ""
 }
 
-// checkNoSecrets fails if any token, code or secret issued in the test
-// appears in an audit event or a log line.
+// checkNoSecrets fails if any token, code, client secret, session id (raw
+// cookie value), login cookie or CSRF token issued in the test appears in
+// an audit event or a log line.
 func checkNoSecrets(t *testing.T, h *harness, evs []audit.StoredAuditEvent) {
 	t.Helper()
 	var all strings.Builder
@@ -267,16 +268,20 @@ func checkNoSecrets(t *testing.T, h *harness, evs []audit.StoredAuditEvent) {
 	}
 	events, logs := all.String(), h.logs.String()
 	secrets := h.secrets.all()
-	t.Logf("checked %d audit events and %d bytes of logs for %d tokens, codes and secrets", len(evs), len(logs), len(secrets))
-	if len(secrets) < 5 {
-		t.Fatalf("only %d secrets recorded; the recorder is broken", len(secrets))
+	kinds := map[string]int{}
+	for _, s := range secrets {
+		kinds[s.kind]++
+	}
+	t.Logf("checked %d audit events and %d bytes of logs for %d secrets %v", len(evs), len(logs), len(secrets), kinds)
+	if len(secrets) < 5 || kinds[secretSession] == 0 || kinds[secretCSRF] == 0 {
+		t.Fatalf("only %d secrets recorded %v (want session ids and CSRF tokens among them); the recorder is broken", len(secrets), kinds)
 	}
 	for _, s := range secrets {
-		if strings.Contains(events, s) {
-			t.Errorf("an audit event contains a token or code (%d chars)", len(s))
+		if strings.Contains(events, s.value) {
+			t.Errorf("an audit event contains a %s (%d chars)", s.kind, len(s.value))
 		}
-		if strings.Contains(logs, s) {
-			t.Errorf("a log line contains a token or code (%d chars)", len(s))
+		if strings.Contains(logs, s.value) {
+			t.Errorf("a log line contains a %s (%d chars)", s.kind, len(s.value))
 		}
 	}
 	if !strings.Contains(logs, `"msg":"request"`) || !strings.Contains(logs, `"request_id"`) {

@@ -160,7 +160,7 @@ func newHarness(t testing.TB, o options) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.secrets.add(h.secret)
+	h.secrets.add(secretClient, h.secret)
 	for i, ln := range listeners {
 		cfg := webapp.Config{
 			DatabricksHost:     emu.URL,
@@ -238,26 +238,49 @@ func (h *harness) startInstance(ln net.Listener, cfg webapp.Config, o options) *
 	return &instance{app: app, url: srv.URL, cfg: cfg, srv: srv}
 }
 
-// secretRecorder remembers every token, code and secret issued in a test,
-// to prove none of them leaks into logs or events.
+// Kinds of secret the recorder keeps, named in failures (never the value).
+const (
+	secretClient  = "client secret"
+	secretToken   = "OAuth token"
+	secretCode    = "authorization code"
+	secretSession = "session id"
+	secretLogin   = "login cookie"
+	secretCSRF    = "CSRF token"
+)
+
+// secret is one value issued in a test that must never be logged or
+// audited, and what it is.
+type secret struct{ kind, value string }
+
+// secretRecorder remembers every token, code, client secret, session id
+// (raw cookie value), login cookie and CSRF token issued in a test, to prove
+// none of them leaks into logs or events.
 type secretRecorder struct {
 	mu     sync.Mutex
-	values []string
+	values []secret
+	seen   map[string]bool
 }
 
-func (s *secretRecorder) add(v string) {
+func (s *secretRecorder) add(kind, v string) {
 	if len(v) < 8 {
-		return
+		return // too short to be one, and would match by accident
 	}
 	s.mu.Lock()
-	s.values = append(s.values, v)
-	s.mu.Unlock()
+	defer s.mu.Unlock()
+	if s.seen[v] {
+		return
+	}
+	if s.seen == nil {
+		s.seen = map[string]bool{}
+	}
+	s.seen[v] = true
+	s.values = append(s.values, secret{kind, v})
 }
 
-func (s *secretRecorder) all() []string {
+func (s *secretRecorder) all() []secret {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return append([]string(nil), s.values...)
+	return append([]secret(nil), s.values...)
 }
 
 // hookTransport sits between the apps and the emulator: it records the
@@ -294,7 +317,7 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if json.Unmarshal(body, &m) == nil {
 			for _, k := range []string{"access_token", "refresh_token", "id_token"} {
 				if s, ok := m[k].(string); ok {
-					h.secrets.add(s)
+					h.secrets.add(secretToken, s)
 				}
 			}
 			h.mu.Lock()
@@ -302,7 +325,7 @@ func (h *hookTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			h.mu.Unlock()
 			if id, ok := m["id_token"].(string); ok && forge != nil {
 				m["id_token"] = forge(jwtClaims(id), m["access_token"].(string))
-				h.secrets.add(m["id_token"].(string))
+				h.secrets.add(secretToken, m["id_token"].(string))
 				body, _ = json.Marshal(m)
 			}
 		}
@@ -355,10 +378,20 @@ type recordingTransport struct {
 
 func (rt recordingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if code := req.URL.Query().Get("code"); code != "" {
-		rt.b.h.secrets.add(code)
+		rt.b.h.secrets.add(secretCode, code)
 	}
 	resp, err := rt.base.RoundTrip(req)
 	if err == nil {
+		for _, c := range resp.Cookies() {
+			if !isAppCookie(c.Name) {
+				continue
+			}
+			kind := secretSession
+			if strings.HasSuffix(c.Name, "-login") {
+				kind = secretLogin
+			}
+			rt.b.h.secrets.add(kind, c.Value)
+		}
 		rt.b.mu.Lock()
 		rt.b.cookies = append(rt.b.cookies, resp.Cookies()...)
 		for _, v := range resp.Header.Values("Set-Cookie") {
@@ -367,6 +400,12 @@ func (rt recordingTransport) RoundTrip(req *http.Request) (*http.Response, error
 		rt.b.mu.Unlock()
 	}
 	return resp, err
+}
+
+// isAppCookie reports whether name is one of the apps' cookies (session or
+// login), in either naming (__Host- over TLS, plain in dev mode).
+func isAppCookie(name string) bool {
+	return strings.HasPrefix(name, "__Host-sa-") || strings.HasPrefix(name, "sa-")
 }
 
 func (h *harness) browser() *browser {
@@ -403,6 +442,12 @@ func (b *browser) do(req *http.Request) (*http.Response, string) {
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		b.t.Fatal(err)
+	}
+	// Every CSRF token a page or /api/me hands out is a secret too.
+	for _, re := range []*regexp.Regexp{hiddenCSRF, jsonCSRF} {
+		for _, m := range re.FindAllSubmatch(body, -1) {
+			b.h.secrets.add(secretCSRF, string(m[1]))
+		}
 	}
 	return resp, string(body)
 }
@@ -443,6 +488,7 @@ func (b *browser) postJSON(u, csrf string, body any) (*http.Response, string) {
 var (
 	formAction  = regexp.MustCompile(`<form id="login-form" method="post" action="([^"]+)">`)
 	hiddenCSRF  = regexp.MustCompile(`name="csrf" value="([^"]*)"`)
+	jsonCSRF    = regexp.MustCompile(`"csrf_token":"([^"]*)"`)
 	metaRefresh = regexp.MustCompile(`<meta http-equiv="refresh" content="0; url=([^"]+)">`)
 	continueURL = regexp.MustCompile(`<a id="continue" class="button" href="([^"]+)">`)
 )
