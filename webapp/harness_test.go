@@ -586,6 +586,21 @@ func (b *browser) csrf(in *instance) string {
 	return m["csrf_token"].(string)
 }
 
+// lastSetSessionCookie returns the last session cookie an app set in the
+// browser, with its attributes as sent.
+func (b *browser) lastSetSessionCookie(t *testing.T) *http.Cookie {
+	t.Helper()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i := len(b.cookies) - 1; i >= 0; i-- {
+		if c := b.cookies[i]; isAppCookie(c.Name) && !strings.HasSuffix(c.Name, "-login") && c.Value != "" {
+			return c
+		}
+	}
+	t.Fatal("no session cookie was set")
+	return nil
+}
+
 func csrfOf(t *testing.T, page string) string {
 	t.Helper()
 	m := hiddenCSRF.FindStringSubmatch(page)
