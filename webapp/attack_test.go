@@ -1,13 +1,19 @@
 package webapp_test
 
 import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/servingapp/servingapp/api/audit"
 	"github.com/servingapp/servingapp/webapp"
+	"github.com/servingapp/servingapp/webapp/session"
 )
 
 // expectLoginFailed checks that the callback response refused the login,
@@ -385,4 +391,118 @@ func TestProviderErrorsKeepTheirCode(t *testing.T) {
 		})
 	}
 	checkSchemas(t, h.events())
+}
+
+// TestSignInReplacesTheSessionABrowserAlreadyHas: a browser that carries a
+// session cookie when it signs in (its own signed-in session, a session an
+// attacker signed in and planted, an id an attacker made up, or a value that
+// is no id at all) comes out with a new session id; the record of the old
+// one is deleted from the store, memory or KV, and the old cookie no longer
+// authenticates anyone. Otherwise whoever knew the old value before the
+// sign-in would hold the new session (session fixation).
+func TestSignInReplacesTheSessionABrowserAlreadyHas(t *testing.T) {
+	stores := []struct {
+		name string
+		nats bool // sessions in the KV bucket, else in memory
+	}{
+		{"memory store", false},
+		{"KV store", true},
+	}
+	before := []struct {
+		name string
+		// cookie puts a session cookie into b before its sign-in and
+		// returns the value.
+		cookie func(t *testing.T, h *harness, in *instance, b *browser) string
+		// stored: the value names a record in the store before the sign-in.
+		stored bool
+	}{
+		{"its own signed-in session", func(t *testing.T, _ *harness, in *instance, b *browser) string {
+			b.login(in, "alice@example.com")
+			return b.sessionCookie(t, in).Value
+		}, true},
+		{"a session an attacker signed in and planted", func(t *testing.T, h *harness, in *instance, b *browser) string {
+			attacker := h.browser()
+			attacker.login(in, "bob@example.com")
+			v := attacker.sessionCookie(t, in).Value
+			b.plantSessionCookie(t, in, v)
+			return v
+		}, true},
+		{"an unknown id an attacker chose", func(t *testing.T, _ *harness, in *instance, b *browser) string {
+			raw := make([]byte, 32)
+			if _, err := rand.Read(raw); err != nil {
+				t.Fatal(err)
+			}
+			v := base64.RawURLEncoding.EncodeToString(raw) // shaped like a real id
+			b.plantSessionCookie(t, in, v)
+			return v
+		}, false},
+		{"a value that is no session id", func(t *testing.T, _ *harness, in *instance, b *browser) string {
+			const v = "attacker-chosen-session-value"
+			b.plantSessionCookie(t, in, v)
+			return v
+		}, false},
+	}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			o := options{nats: st.nats}
+			var store session.Store
+			if !st.nats {
+				mem := session.NewMemoryStore(nil)
+				store, o.store = mem, mem
+			}
+			h := newHarness(t, o)
+			in := h.instances[0]
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if st.nats {
+				kv, err := session.OpenKVStore(ctx, h.js, session.KVConfig{Bucket: session.BucketName(testNamespace, testName), TTL: webapp.DefaultSessionTTL})
+				if err != nil {
+					t.Fatal(err)
+				}
+				store = kv
+			}
+			recorded := func(id string) bool {
+				t.Helper()
+				_, _, err := store.Get(ctx, session.Key(id))
+				if err != nil && !errors.Is(err, session.ErrNotFound) {
+					t.Fatal(err)
+				}
+				return err == nil
+			}
+			for _, tt := range before {
+				t.Run(tt.name, func(t *testing.T) {
+					b := h.browser()
+					old := tt.cookie(t, h, in, b)
+					if got := recorded(old); got != tt.stored {
+						t.Fatalf("before the sign-in, a record for the old cookie: %v, want %v", got, tt.stored)
+					}
+
+					resp, page := b.login(in, "alice@example.com")
+					if resp.StatusCode != http.StatusOK || elementText(page, "user-email") != "alice@example.com" {
+						t.Fatalf("sign-in: %d\n%s", resp.StatusCode, page)
+					}
+					// One session cookie is left in the browser (so the old
+					// one had the app's name and was replaced), and it is new.
+					current := b.sessionCookie(t, in).Value
+					if current == old {
+						t.Fatal("the session id after the sign-in is the one from before it")
+					}
+					if !recorded(current) {
+						t.Fatal("no record for the new session")
+					}
+					if recorded(old) {
+						t.Fatal("the old session's record is still in the store")
+					}
+					stale := h.browser()
+					stale.plantSessionCookie(t, in, old)
+					if status, me := stale.me(in); status != http.StatusUnauthorized {
+						t.Fatalf("the old cookie still authenticates: /api/me %d %v", status, me)
+					}
+					if status, me := b.me(in); status != http.StatusOK || me["email"] != "alice@example.com" {
+						t.Fatalf("the new cookie: /api/me %d %v", status, me)
+					}
+				})
+			}
+		})
+	}
 }

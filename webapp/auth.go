@@ -291,9 +291,12 @@ func (a *App) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.renderError(w, r, http.StatusInternalServerError, "err_internal")
 		return
 	}
-	// A new session every time: an id planted before login is never reused.
+	// A new session every time: an id planted before login is never reused,
+	// and the session this browser had is gone.
 	if old, err := r.Cookie(a.cookies.session); err == nil && old.Value != "" {
-		_ = m.Delete(ctx, old.Value)
+		if err := m.Delete(ctx, old.Value); err != nil {
+			a.log.Warn("delete the session of a browser signing in again", "request_id", info(r).id, "session", session.AuditID(old.Value), "err", err)
+		}
 	}
 	now := a.clock.Now()
 	l, err := m.Create(ctx, session.Session{

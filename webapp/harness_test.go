@@ -88,6 +88,9 @@ type harness struct {
 	instances []*instance
 	tlsRoots  *x509.CertPool
 	secrets   *secretRecorder
+
+	mu         sync.Mutex
+	cookieName string // of the session cookie, once sessionCookieName learned it
 }
 
 // instance is one running App.
@@ -586,6 +589,26 @@ func (b *browser) csrf(in *instance) string {
 	return m["csrf_token"].(string)
 }
 
+// sessionCookie returns the one session cookie the browser holds for in,
+// failing when it holds none or several.
+func (b *browser) sessionCookie(t *testing.T, in *instance) *http.Cookie {
+	t.Helper()
+	u, err := url.Parse(in.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []*http.Cookie
+	for _, c := range b.client.Jar.Cookies(u) {
+		if isAppCookie(c.Name) && !strings.HasSuffix(c.Name, "-login") {
+			found = append(found, c)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("the browser holds %d session cookies for %s, want 1", len(found), in.url)
+	}
+	return found[0]
+}
+
 // lastSetSessionCookie returns the last session cookie an app set in the
 // browser, with its attributes as sent.
 func (b *browser) lastSetSessionCookie(t *testing.T) *http.Cookie {
@@ -599,6 +622,37 @@ func (b *browser) lastSetSessionCookie(t *testing.T) *http.Cookie {
 	}
 	t.Fatal("no session cookie was set")
 	return nil
+}
+
+// plantSessionCookie puts value into the browser as in's session cookie,
+// the way an attacker who can set cookies for the host would. The cookie's
+// name is learned from a sign-in of another browser.
+func (b *browser) plantSessionCookie(t *testing.T, in *instance, value string) {
+	t.Helper()
+	u, err := url.Parse(in.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.client.Jar.SetCookies(u, []*http.Cookie{{Name: b.h.sessionCookieName(t, in), Value: value, Path: "/"}})
+}
+
+// sessionCookieName signs in once (per harness) to learn the name of the
+// apps' session cookie.
+func (h *harness) sessionCookieName(t *testing.T, in *instance) string {
+	t.Helper()
+	h.mu.Lock()
+	name := h.cookieName
+	h.mu.Unlock()
+	if name != "" {
+		return name
+	}
+	probe := h.browser()
+	probe.login(in, "bob@example.com")
+	name = probe.sessionCookie(t, in).Name
+	h.mu.Lock()
+	h.cookieName = name
+	h.mu.Unlock()
+	return name
 }
 
 func csrfOf(t *testing.T, page string) string {
