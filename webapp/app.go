@@ -208,6 +208,7 @@ func (a *App) useStore(store session.Store) error {
 	if err != nil {
 		return err
 	}
+	m.SetRetention(a.endedSessionGrace())
 	a.sessions.Store(m)
 	return nil
 }
@@ -296,7 +297,7 @@ func (a *App) initOnce(ctx context.Context) error {
 	if a.sessions.Load() == nil {
 		store, err := session.OpenKVStore(ctx, a.js, session.KVConfig{
 			Bucket:   session.BucketName(a.cfg.Namespace, a.cfg.Name),
-			TTL:      a.cfg.SessionTTL,
+			TTL:      a.cfg.SessionTTL + a.endedSessionGrace(),
 			Replicas: a.cfg.NATSReplicas,
 			Now:      a.clock.Now,
 		})
@@ -309,6 +310,12 @@ func (a *App) initOnce(ctx context.Context) error {
 	}
 	return nil
 }
+
+// endedSessionGrace is how long past its absolute timeout a session's
+// cookie and record are kept, so a request then is told (and the audit
+// trail says) that the session ended, rather than finding nothing. Later
+// than an idle timeout past it, the session would have ended idle anyway.
+func (a *App) endedSessionGrace() time.Duration { return a.cfg.IdleTimeout }
 
 // Handler serves the app: every route under the path prefix, plus /healthz,
 // /readyz and /metrics at the root.

@@ -317,7 +317,9 @@ func (a *App) handleCallback(w http.ResponseWriter, r *http.Request) {
 		a.storeUnavailable(w, r, err)
 		return
 	}
-	a.setCookie(w, a.cookies.session, l.ID, l.Session.Expires)
+	// The cookie outlives the session, so the browser still sends it at the
+	// absolute timeout and the app can say (and audit) that it ended.
+	a.setCookie(w, a.cookies.session, l.ID, l.Session.Expires.Add(a.endedSessionGrace()))
 	a.metrics.logins.WithLabelValues("succeeded").Inc()
 	ev := a.event(audit.LoginSucceeded, r)
 	ev.User = user

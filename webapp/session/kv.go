@@ -14,7 +14,8 @@ type KVConfig struct {
 	// Bucket is the KV bucket name, one per app (see BucketName).
 	Bucket string
 	// TTL is how long a record lives after its last write; set it to the
-	// absolute session lifetime, which bounds every record's use anyway.
+	// absolute session lifetime plus the Manager's retention, which bounds
+	// every record's use anyway.
 	TTL time.Duration
 	// Replicas of a bucket this store creates: 1 in dev mode, 3 in
 	// production; zero means 1. An existing bucket keeps its own.

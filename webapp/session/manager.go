@@ -90,9 +90,10 @@ type Loaded struct {
 // a hash of their random ids and sealed with the session key. It is safe for
 // concurrent use.
 type Manager struct {
-	store  Store
-	sealer *Sealer
-	rand   io.Reader
+	store     Store
+	sealer    *Sealer
+	rand      io.Reader
+	retention time.Duration
 }
 
 // NewManager returns a manager over store; key is the app's KeySize-byte
@@ -103,6 +104,21 @@ func NewManager(store Store, key []byte, rand io.Reader) (*Manager, error) {
 		return nil, err
 	}
 	return &Manager{store: store, sealer: sealer, rand: rand}, nil
+}
+
+// SetRetention makes the store keep a session's record for d past the
+// session's Expires; zero (the default) lets it forget the record at
+// Expires. Without it, a request just after the absolute timeout finds no
+// record, as if the cookie were unknown, and the session's ending is never
+// noticed or audited. Call it before the manager is used.
+func (m *Manager) SetRetention(d time.Duration) { m.retention = max(0, d) }
+
+// storeExpiry is when the store may forget the record of s.
+func (m *Manager) storeExpiry(s *Session) time.Time {
+	if s.Expires.IsZero() {
+		return s.Expires
+	}
+	return s.Expires.Add(m.retention)
 }
 
 // Store returns the underlying store.
@@ -233,7 +249,7 @@ func (m *Manager) Create(ctx context.Context, s Session) (*Loaded, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seal session: %w", err)
 		}
-		rev, err := m.store.Create(ctx, key, value, s.Expires)
+		rev, err := m.store.Create(ctx, key, value, m.storeExpiry(&s))
 		if errors.Is(err, ErrExists) {
 			continue
 		}
@@ -271,7 +287,7 @@ func (m *Manager) Save(ctx context.Context, l *Loaded) error {
 	if err != nil {
 		return fmt.Errorf("seal session: %w", err)
 	}
-	rev, err := m.store.Update(ctx, key, value, l.Revision, l.Session.Expires)
+	rev, err := m.store.Update(ctx, key, value, l.Revision, m.storeExpiry(&l.Session))
 	if err != nil {
 		return err
 	}

@@ -382,3 +382,59 @@ func TestKVBucketTheAppCreatesIsBoundedAndExpiresShortRecordsEarly(t *testing.T)
 		t.Fatalf("writing 160 KiB into a 64 KiB bucket: %v, want ErrFull", full)
 	}
 }
+
+// TestRetentionKeepsAnEndedSessionReadable: with a retention, the store
+// keeps a session's record (created or saved) that long past its Expires,
+// so a late request still loads it and can see why it ended; without one,
+// or once the retention is over, it is gone.
+func TestRetentionKeepsAnEndedSessionReadable(t *testing.T) {
+	ctx := context.Background()
+	start := time.Now().Truncate(time.Millisecond)
+	tests := []struct {
+		name      string
+		retention time.Duration
+		save      bool // write the record again after creating it
+		after     time.Duration
+		found     bool
+	}{
+		{"no retention, before Expires", 0, false, time.Hour - time.Millisecond, true},
+		{"no retention, at Expires", 0, false, time.Hour, false},
+		{"retention, at Expires", 30 * time.Minute, false, time.Hour, true},
+		{"retention, just before it is over", 30 * time.Minute, false, 90*time.Minute - time.Millisecond, true},
+		{"retention, once it is over", 30 * time.Minute, false, 90 * time.Minute, false},
+		{"retention of a saved record, at Expires", 30 * time.Minute, true, time.Hour, true},
+		{"retention of a saved record, once it is over", 30 * time.Minute, true, 90 * time.Minute, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := start
+			store := session.NewMemoryStore(func() time.Time { return now })
+			m, _ := session.NewManager(store, testKey, nil)
+			m.SetRetention(tt.retention)
+			l, err := m.Create(ctx, session.Session{Subject: "alice", Created: now, LastSeen: now, Expires: now.Add(time.Hour), CSRF: "c"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tt.save {
+				now = now.Add(time.Minute)
+				l.Session.LastSeen = now
+				if err := m.Save(ctx, l); err != nil {
+					t.Fatal(err)
+				}
+			}
+			now = start.Add(tt.after)
+			got, err := m.Load(ctx, l.ID)
+			if tt.found != (err == nil) {
+				t.Fatalf("load %s after creation: %v, want found=%v", tt.after, err, tt.found)
+			}
+			if err != nil && !errors.Is(err, session.ErrNotFound) {
+				t.Fatalf("load: %v, want ErrNotFound", err)
+			}
+			if err == nil && tt.after >= time.Hour {
+				if reason, ended := got.Session.Expired(now, 0); !ended || reason != session.ExpiredAbsolute {
+					t.Fatalf("a retained record past Expires: Expired = %q, %v; want absolute_timeout", reason, ended)
+				}
+			}
+		})
+	}
+}
