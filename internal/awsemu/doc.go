@@ -47,7 +47,13 @@
 // service/operation with a throttling error (HTTP 400, ThrottlingException in
 // AWS JSON, Throttling in AWS Query: the SDK retryers classify both as
 // retryable throttles), an HTTP 500, or an added delay; draws come from a
-// random source seeded by Options.Seed. Server.Calls counts every attempt by
+// random source seeded by Options.Seed. FaultResponseLost and
+// FaultConnectionDropped serve the call (it takes effect) and then lose its
+// answer: an HTTP 500, or a connection closed without a response. The SDK
+// retries both, so they show what a retried call that is not idempotent
+// does (RegisterTaskDefinition registers twice, CreateRule finds its own
+// priority taken), and with a later Fault.After rule they stand for a
+// controller that dies right after a call took effect. Server.Calls counts every attempt by
 // service, operation and Outcome; CallCounts.Since and CallCounts.Mutating
 // express "the second reconcile made no mutating call", with
 // IsReadOperation classifying Describe*/List*/Get* as reads.

@@ -22,7 +22,23 @@ const (
 	// FaultDelay holds the call for Fault.Delay of wall time, then serves it
 	// normally. Delays of several matching rules add up.
 	FaultDelay
+	// FaultResponseLost serves the call (it takes effect, and the call hook
+	// sees its effect) and then answers HTTP 500 with the service's internal
+	// error instead of the real answer, as when a response is lost between
+	// AWS and the client. The SDK retries it like any 500, so a call that is
+	// not idempotent runs twice.
+	FaultResponseLost
+	// FaultConnectionDropped serves the call (it takes effect) and then
+	// closes the connection without answering. The SDK sees a connection
+	// error and retries it.
+	FaultConnectionDropped
 )
+
+// lastFaultKind is the highest valid FaultKind.
+const lastFaultKind = FaultConnectionDropped
+
+// takesEffect reports whether a call hit by the fault is still served.
+func (k FaultKind) takesEffect() bool { return k == FaultResponseLost || k == FaultConnectionDropped }
 
 func (k FaultKind) String() string {
 	switch k {
@@ -32,6 +48,10 @@ func (k FaultKind) String() string {
 		return "server-error"
 	case FaultDelay:
 		return "delay"
+	case FaultResponseLost:
+		return "response-lost"
+	case FaultConnectionDropped:
+		return "connection-dropped"
 	}
 	return fmt.Sprintf("FaultKind(%d)", int(k))
 }
@@ -39,8 +59,8 @@ func (k FaultKind) String() string {
 // Fault is one fault-injection rule. A call matches when Service and
 // Operation match (empty matches any); each matching rule then fires with
 // probability Fraction, drawn from the Server's seeded random source. The
-// first firing throttle or server-error rule answers the call; firing delay
-// rules hold it first.
+// first firing rule of another kind than delay decides the answer; firing
+// delay rules hold the call first.
 type Fault struct {
 	// Service is a SigV4 signing name (ServiceECS, ServiceELBv2,
 	// ServiceSecretsManager, or any other for kumo-served services); empty
@@ -69,7 +89,7 @@ type Fault struct {
 // [0, 1] and leaves the previous rules in place.
 func (s *Server) SetFaults(faults ...Fault) error {
 	for i, f := range faults {
-		if f.Kind < FaultThrottle || f.Kind > FaultDelay {
+		if f.Kind < FaultThrottle || f.Kind > lastFaultKind {
 			return fmt.Errorf("fault %d: unknown kind %d", i, int(f.Kind))
 		}
 		if f.Fraction < 0 || f.Fraction > 1 {

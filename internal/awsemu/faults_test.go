@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -206,5 +207,95 @@ func TestFaultMatchingAndLimits(t *testing.T) {
 		if err := srv.SetFaults(bad); err == nil {
 			t.Errorf("SetFaults(%+v) accepted", bad)
 		}
+	}
+}
+
+// TestLostResponsesTakeEffect: a call hit by FaultResponseLost or
+// FaultConnectionDropped takes effect, the call hook runs for it, and the
+// client gets no answer (HTTP 500, or a connection error); with retries the
+// SDK sends it again, so a call without idempotency runs twice.
+func TestLostResponsesTakeEffect(t *testing.T) {
+	kinds := []struct {
+		kind    FaultKind
+		wantErr func(t *testing.T, err error)
+	}{
+		{FaultResponseLost, func(t *testing.T, err error) { wantStatus(t, err, http.StatusInternalServerError) }},
+		{FaultConnectionDropped, func(t *testing.T, err error) {
+			var re *smithyhttp.RequestSendError
+			if !errors.As(err, &re) {
+				t.Fatalf("error %v, want a RequestSendError (no response)", err)
+			}
+			if retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) != aws.TrueTernary {
+				t.Errorf("SDK does not classify %v as retryable", err)
+			}
+		}},
+	}
+	calls := []struct {
+		name  string
+		call  func(context.Context, clients) error
+		count func(*testing.T, clients) int // how many times the call took effect
+	}{
+		{"ECS RegisterTaskDefinition", func(ctx context.Context, c clients) error {
+			_, err := c.ecs.RegisterTaskDefinition(ctx, taskDefInput("lost", testImage))
+			return err
+		}, func(t *testing.T, c clients) int {
+			return len(must(c.ecs.ListTaskDefinitions(ctx(t), &ecs.ListTaskDefinitionsInput{FamilyPrefix: aws.String("lost")}))(t).TaskDefinitionArns)
+		}},
+		{"ELBv2 CreateLoadBalancer", func(ctx context.Context, c clients) error {
+			_, err := c.elb.CreateLoadBalancer(ctx, &elb.CreateLoadBalancerInput{Name: aws.String("lost"), Subnets: []string{"subnet-a", "subnet-b"}})
+			return err
+		}, func(t *testing.T, c clients) int {
+			return len(must(c.elb.DescribeLoadBalancers(ctx(t), &elb.DescribeLoadBalancersInput{}))(t).LoadBalancers)
+		}},
+		{"Secrets Manager CreateSecret", func(ctx context.Context, c clients) error {
+			_, err := c.sm.CreateSecret(ctx, &sm.CreateSecretInput{Name: aws.String("lost"), SecretString: aws.String("v")})
+			return err
+		}, func(t *testing.T, c clients) int {
+			return len(must(c.sm.ListSecrets(ctx(t), &sm.ListSecretsInput{}))(t).SecretList)
+		}},
+	}
+	for _, k := range kinds {
+		for _, call := range calls {
+			t.Run(k.kind.String()+"/"+call.name, func(t *testing.T) {
+				srv := New(Options{})
+				t.Cleanup(srv.Close)
+				c := newClients(t, srv.URL, noRetry)
+				if err := srv.SetFaults(Fault{Kind: k.kind, Fraction: 1, Limit: 1}); err != nil {
+					t.Fatal(err)
+				}
+				var mu sync.Mutex
+				var hooked []CallKey
+				srv.SetCallHook(func(k CallKey) {
+					mu.Lock()
+					defer mu.Unlock()
+					hooked = append(hooked, k)
+				})
+				k.wantErr(t, call.call(ctx(t), c))
+				srv.SetCallHook(nil)
+				mu.Lock()
+				defer mu.Unlock()
+				if len(hooked) != 1 || hooked[0].Outcome != OutcomeServerError {
+					t.Errorf("the call hook saw %v, want the one call as a server error", hooked)
+				}
+				if n := call.count(t, c); n != 1 {
+					t.Errorf("took effect %d times, want 1", n)
+				}
+				if got := srv.Calls().Outcome(OutcomeServerError); got != 1 {
+					t.Errorf("server errors counted %d, want 1", got)
+				}
+			})
+		}
+	}
+	// The SDK's retry after a lost answer repeats a call without a client
+	// token: two revisions.
+	srv := New(Options{})
+	t.Cleanup(srv.Close)
+	c := newClients(t, srv.URL, fastRetry)
+	if err := srv.SetFaults(Fault{Service: ServiceECS, Operation: "RegisterTaskDefinition", Kind: FaultResponseLost, Fraction: 1, Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	out := must(c.ecs.RegisterTaskDefinition(ctx(t), taskDefInput("twice", testImage)))(t)
+	if got := aws.ToInt32(&out.TaskDefinition.Revision); got != 2 {
+		t.Errorf("the retried registration answered revision %d, want 2 (the lost one was 1)", got)
 	}
 }

@@ -192,11 +192,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if apiErr == nil {
 			result = wrapQueryResponse(req.operation, elbv2XMLNS, req.requestID, result)
 		}
+	case kind.takesEffect():
+		// kumo answers straight into the writer: let it answer into a
+		// discarded buffer instead, so only the lost answer goes out.
+		s.proxyToKumo(httptest.NewRecorder(), r)
 	default:
 		rec := &recorder{ResponseWriter: w}
 		s.proxyToKumo(rec, r)
 		key.Outcome = outcomeFromStatus(rec.status())
 		s.finish(key)
+		return
+	}
+	if kind.takesEffect() {
+		// The call took effect above; the client never learns its answer.
+		key.Outcome = OutcomeServerError
+		s.finish(key)
+		if kind == FaultConnectionDropped {
+			// The documented way to abort a response: net/http closes the
+			// connection without writing anything, and does not log it.
+			panic(http.ErrAbortHandler)
+		}
+		writeError(w, req.proto, internalError(req.service), req.requestID)
 		return
 	}
 	if key.Outcome == "" {
