@@ -1,12 +1,15 @@
 package webapp_test
 
 import (
+	"encoding/json"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/servingapp/servingapp/api/audit"
+	"github.com/servingapp/servingapp/internal/databricks/emulator"
 	"github.com/servingapp/servingapp/webapp"
 	"github.com/servingapp/servingapp/webapp/session"
 )
@@ -77,4 +80,85 @@ func TestSessionInUseEndsAtTheAbsoluteTimeout(t *testing.T) {
 			checkSchemas(t, evs)
 		})
 	}
+}
+
+// TestSlowEndpointTimesOutWithAClearAnswer: when the serving endpoint does
+// not answer within the configured invocation timeout, the app gives up on
+// it and tells the user so (504, DEADLINE_EXCEEDED, "took too long") on the
+// API, the streaming API and the summarizer form alike, and records an
+// invocation.failed event saying the same; the session is untouched.
+func TestSlowEndpointTimesOutWithAClearAnswer(t *testing.T) {
+	// The endpoint's latency is far beyond the timeout: only the app's own
+	// timeout can end these requests in time for a 504 (were it broken, the
+	// endpoint would answer after 30s and the test would fail on a 200).
+	const timeout, latency = 200 * time.Millisecond, 30 * time.Second
+	const tooLong = "took too long"
+	h := newHarness(t, options{nats: true, config: func(_ int, c *webapp.Config) { c.InvokeTimeout = timeout }})
+	in := h.instances[0]
+	b := h.browser()
+	b.login(in, "alice@example.com")
+	csrf := b.csrf(in)
+	messages := []map[string]string{{"role": "user", "content": summaryText}}
+
+	tests := []struct {
+		name   string
+		stream bool
+		invoke func(t *testing.T) (resp *http.Response, message string)
+	}{
+		{"API", false, func(t *testing.T) (*http.Response, string) {
+			resp, body := b.postJSON(in.at("/api/invoke"), csrf, map[string]any{"messages": messages})
+			return resp, deadlineMessage(t, resp, body)
+		}},
+		{"streaming API", true, func(t *testing.T) (*http.Response, string) {
+			resp, body := b.postJSON(in.at("/api/invoke"), csrf, map[string]any{"messages": messages, "stream": true})
+			return resp, deadlineMessage(t, resp, body)
+		}},
+		{"summarizer form", false, func(t *testing.T) (*http.Response, string) {
+			_, home := b.get(in.at("/"))
+			resp, page := b.postForm(in.at("/summarize"), url.Values{"text": {summaryText}, "csrf": {csrfOf(t, home)}})
+			return resp, elementText(page, "error-message")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := h.emu.InjectFault("summarizer", emulator.Fault{Latency: latency, Times: 1}); err != nil {
+				t.Fatal(err)
+			}
+			resp, message := tt.invoke(t)
+			if resp.StatusCode != http.StatusGatewayTimeout || !strings.Contains(message, tooLong) {
+				t.Fatalf("%d %q, want 504 saying the endpoint %s", resp.StatusCode, message, tooLong)
+			}
+			ev := eventFor(t, h.events(), audit.InvocationFailed, resp.Header.Get("X-Request-Id")).Event
+			if ev.StatusID != audit.StatusFailure || ev.StatusCode != "DEADLINE_EXCEEDED" || !strings.Contains(ev.Message, tooLong) ||
+				ev.HTTPResponse == nil || ev.HTTPResponse.Code != http.StatusGatewayTimeout ||
+				ev.API == nil || ev.API.Response == nil || ev.API.Response.Error != "DEADLINE_EXCEEDED" ||
+				ev.Actor == nil || ev.Actor.User.EmailAddr != "alice@example.com" || ev.Unmapped.Stream != tt.stream {
+				t.Fatalf("invocation.failed: status %d %q, message %q, response %+v, api %+v, stream %v",
+					ev.StatusID, ev.StatusCode, ev.Message, ev.HTTPResponse, ev.API, ev.Unmapped.Stream)
+			}
+			if status, _ := b.me(in); status != http.StatusOK {
+				t.Fatalf("the session did not survive the timeout: /api/me %d", status)
+			}
+		})
+	}
+	evs := h.events()
+	checkSchemas(t, evs)
+	checkNoSecrets(t, h, evs)
+}
+
+// deadlineMessage returns the message of a JSON DEADLINE_EXCEEDED answer,
+// failing on any other body.
+func deadlineMessage(t *testing.T, resp *http.Response, body string) string {
+	t.Helper()
+	var e struct {
+		ErrorCode string `json:"error_code"`
+		Message   string `json:"message"`
+	}
+	if err := json.Unmarshal([]byte(body), &e); err != nil || e.ErrorCode == "" {
+		t.Fatalf("%d %s: not a JSON error (%v)", resp.StatusCode, body, err)
+	}
+	if e.ErrorCode != "DEADLINE_EXCEEDED" {
+		t.Errorf("error_code %q, want DEADLINE_EXCEEDED", e.ErrorCode)
+	}
+	return e.Message
 }
