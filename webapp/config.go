@@ -182,6 +182,9 @@ func ConfigFromEnv(getenv func(string) string) (Config, error) {
 		InvokeTimeout:   duration(appenv.InvokeTimeout, DefaultInvokeTimeout),
 		AuditOutboxDir:  get(appenv.AuditOutboxDir),
 		LogLevel:        strings.ToLower(get(appenv.LogLevel)),
+		// Not set by the controller: the default suits a replica, and an
+		// operator who sees err_pending_busy under a legitimate load raises it.
+		MaxPendingRequests: int(integer(appenv.MaxPendingRequests, DefaultMaxPendingRequests)),
 	}
 	c.AuditOutboxMaxBytes = integer(appenv.AuditOutboxMaxBytes, 0)
 	if v := get(appenv.InsecureDevCookies); v != "" {
@@ -407,6 +410,9 @@ func (c Config) problems(fromEnv bool) []string {
 	}
 	if c.MaxRequestBytes < 0 || c.MaxTokens < 0 || c.InvokeTimeout < 0 {
 		out = append(out, "MaxRequestBytes, MaxTokens and InvokeTimeout must not be negative")
+	}
+	if c.MaxPendingRequests < 0 {
+		bad(appenv.MaxPendingRequests, "MaxPendingRequests", "%d is negative", c.MaxPendingRequests)
 	}
 	return out
 }

@@ -39,7 +39,8 @@ func TestConfigFromEnvAppliesDefaults(t *testing.T) {
 	}
 	if c.Issuer != "https://dbc-1234.cloud.databricks.com/oidc" || c.PathPrefix != "/chat" || c.SessionTTL != DefaultSessionTTL ||
 		c.IdleTimeout != DefaultIdleTimeout || c.MaxRequestBytes != 1<<20 || c.InvokeTimeout != 120*time.Second ||
-		c.ListenAddr != ":8080" || len(c.Scopes) != 5 || c.MaxTokens != DefaultMaxTokens || c.SystemPrompt == "" {
+		c.ListenAddr != ":8080" || len(c.Scopes) != 5 || c.MaxTokens != DefaultMaxTokens || c.SystemPrompt == "" ||
+		c.MaxPendingRequests != DefaultMaxPendingRequests {
 		t.Fatalf("defaults: %+v", c)
 	}
 	if strings.Join(c.AllowedEmailDomains, ",") != "example.com,corp.example" {
@@ -91,6 +92,77 @@ func TestConfigFromEnvReportsEveryProblemOnItsOwnLine(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestConfigFromEnvReadsMaxPendingRequests: the bound on requests typed
+// before sign-in comes from SERVINGAPP_MAX_PENDING_REQUESTS, a positive
+// integer; anything else is one clear line naming the variable.
+func TestConfigFromEnvReadsMaxPendingRequests(t *testing.T) {
+	tests := []struct {
+		value   string
+		want    int
+		problem string // "" when accepted
+	}{
+		{"", DefaultMaxPendingRequests, ""},
+		{"1", 1, ""},
+		{"4096", 4096, ""},
+		{" 64 ", 64, ""},
+		{"0", 0, `"0" is not a positive integer`},
+		{"-5", 0, `"-5" is not a positive integer`},
+		{"many", 0, `"many" is not a positive integer`},
+		{"1.5", 0, `"1.5" is not a positive integer`},
+		{"1e3", 0, `"1e3" is not a positive integer`},
+		{"99999999999999999999", 0, `"99999999999999999999" is not a positive integer`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.value, func(t *testing.T) {
+			env := validEnv()
+			env[appenv.MaxPendingRequests] = tt.value
+			c, err := ConfigFromEnv(func(k string) string { return env[k] })
+			if tt.problem == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c.MaxPendingRequests != tt.want {
+					t.Fatalf("MaxPendingRequests %d, want %d", c.MaxPendingRequests, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("accepted as %d", c.MaxPendingRequests)
+			}
+			lines := strings.Split(err.Error(), "\n")
+			if want := appenv.MaxPendingRequests + ": " + tt.problem; len(lines) != 2 || lines[1] != want {
+				t.Fatalf("error:\n%s\nwant one problem line %q", err, want)
+			}
+		})
+	}
+}
+
+// TestNewRefusesANegativeMaxPendingRequests: set directly (dev mode), zero
+// means the default and a negative bound is a mistake, not a default.
+func TestNewRefusesANegativeMaxPendingRequests(t *testing.T) {
+	env := validEnv()
+	c, err := ConfigFromEnv(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.MaxPendingRequests = -1
+	app, err := New(c, Deps{})
+	if err == nil {
+		_ = app.Close(context.Background())
+		t.Fatal("New accepted MaxPendingRequests -1")
+	}
+	if !strings.HasSuffix(err.Error(), "\nMaxPendingRequests: -1 is negative") {
+		t.Fatalf("New with MaxPendingRequests -1: %v, want one problem naming the field", err)
+	}
+	c.MaxPendingRequests = 0
+	if got := c.problems(false); len(got) != 0 {
+		t.Fatalf("problems %q with a zero bound", got)
+	}
+	if d := c.withDefaults(); d.MaxPendingRequests != DefaultMaxPendingRequests {
+		t.Fatalf("zero became %d, want the default %d", d.MaxPendingRequests, DefaultMaxPendingRequests)
 	}
 }
 

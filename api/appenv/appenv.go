@@ -54,4 +54,5 @@ const (
 	AuditOutboxMaxBytes = Prefix + "AUDIT_OUTBOX_MAX_BYTES" // outbox bound, default 67108864
 	LogLevel            = Prefix + "LOG_LEVEL"              // debug, info (default), warn or error
 	NATSReplicas        = Prefix + "NATS_REPLICAS"          // replicas of the session bucket and audit stream if the app creates them, default 1
+	MaxPendingRequests  = Prefix + "MAX_PENDING_REQUESTS"   // requests typed before sign-in one replica keeps at a time, default 256
 )
