@@ -160,8 +160,15 @@ func TestAuditEventsSurviveANATSOutageDuringLogins(t *testing.T) {
 		case 30:
 			h.nats.Stop()
 		case 70:
-			if out, _ := in.app.Publisher().Depth(); out < 40 {
-				t.Fatalf("%d events in the outbox while NATS is down, want the 40 of logins 30-69", out)
+			// The publisher notices the outage within its connection check
+			// and moves what waits in memory to the outbox; give it a
+			// moment rather than racing it.
+			deadline := time.Now().Add(10 * time.Second)
+			for out, _ := in.app.Publisher().Depth(); out < 40; out, _ = in.app.Publisher().Depth() {
+				if time.Now().After(deadline) {
+					t.Fatalf("%d events in the outbox while NATS is down, want the 40 of logins 30-69", out)
+				}
+				time.Sleep(5 * time.Millisecond)
 			}
 			h.nats.Restart()
 		}

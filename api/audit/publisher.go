@@ -368,6 +368,10 @@ func (p *Publisher) popLocked(id string) {
 	}
 }
 
+// connectionCheck is how often a publish awaiting acks looks at the
+// connection's status.
+const connectionCheck = 20 * time.Millisecond
+
 // maxBatch bounds how many events from the memory queue are in flight at
 // once: enough to keep the stream busy, well under the JetStream context's
 // limit of pending asynchronous publishes (4000 by default).
@@ -486,17 +490,12 @@ func (p *Publisher) ensureStream() error {
 // around a failure, where the failed event can land after ones sent behind
 // it; nothing is lost or stored twice.
 func (p *Publisher) publish(batch []message) (int, error) {
-	if nc := p.js.Conn(); nc != nil && nc.Status() != nats.CONNECTED {
+	nc := p.js.Conn()
+	if nc != nil && nc.Status() != nats.CONNECTED {
 		return 0, fmt.Errorf("publish audit event %s: NATS connection is %s", batch[0].id, nc.Status())
 	}
 	ctx, cancel := context.WithTimeout(p.runCtx, p.timeout)
 	defer cancel()
-	if len(batch) == 1 {
-		if _, err := p.js.PublishMsg(ctx, &nats.Msg{Subject: batch[0].subject, Data: batch[0].data}, jetstream.WithMsgID(batch[0].id)); err != nil {
-			return 0, fmt.Errorf("publish audit event %s: %w", batch[0].id, err)
-		}
-		return 1, nil
-	}
 	acks := make([]jetstream.PubAckFuture, 0, len(batch))
 	var sendErr error
 	for _, m := range batch {
@@ -507,13 +506,25 @@ func (p *Publisher) publish(batch []message) (int, error) {
 		}
 		acks = append(acks, f)
 	}
+	// A connection lost while acks are awaited leaves them pending until the
+	// timeout; checking its status now and then moves the queue to the
+	// outbox within a tick of the outage instead.
+	tick := time.NewTicker(connectionCheck)
+	defer tick.Stop()
 	for i, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return i, fmt.Errorf("publish audit event %s: %w", batch[i].id, err)
-		case <-ctx.Done():
-			return i, fmt.Errorf("publish audit event %s: %w", batch[i].id, ctx.Err())
+		for waiting := true; waiting; {
+			select {
+			case <-f.Ok():
+				waiting = false
+			case err := <-f.Err():
+				return i, fmt.Errorf("publish audit event %s: %w", batch[i].id, err)
+			case <-ctx.Done():
+				return i, fmt.Errorf("publish audit event %s: %w", batch[i].id, ctx.Err())
+			case <-tick.C:
+				if nc != nil && nc.Status() != nats.CONNECTED {
+					return i, fmt.Errorf("publish audit event %s: NATS connection is %s", batch[i].id, nc.Status())
+				}
+			}
 		}
 	}
 	return len(acks), sendErr
