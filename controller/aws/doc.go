@@ -19,12 +19,20 @@
 //     A revision is registered only when the normalized definition differs
 //     from the service's (and from the newest revisions, which a crash may
 //     have left undeployed); after a rollout completes, revisions beyond the
-//     newest three are deregistered.
+//     newest three are deregistered. RegisterTaskDefinition has no client
+//     token, so the SDK's retry after a lost answer registers the spec
+//     twice: after a registration that took more than one attempt, and
+//     whenever the check before registering finds one spec twice (a crash
+//     came in between), the identical revisions of ours but one are
+//     deregistered.
 //   - the target group "sa-<ns>-<name>…-<hash>" (32 characters at most):
 //     ip targets, HTTP 8080, health check /healthz, deregistration delay 30s.
 //   - listener rules: host-header + path-pattern + source-ip, forwarding to
 //     the target group, the allowlist split so no rule has more than five
-//     condition values (host and path values count);
+//     condition values (host and path values count). CreateRule has no
+//     client token either: when its retry finds the priority taken, the
+//     rule there is adopted if it carries exactly our tags, conditions and
+//     action (the lost first attempt made it);
 //   - the ECS service of the family's name: Fargate, the network
 //     configuration, the target group binding, the deployment circuit
 //     breaker with rollback, the health check grace period, tags propagated

@@ -301,6 +301,49 @@ func TestOrphanedResourcesAreCollectedWithAnEvent(t *testing.T) {
 	}
 }
 
+// crash is how a reconcile is cut off at its kth call (k from 0).
+type crash struct {
+	name string
+	// faults cut the reconcile off at call k+1 (After counts from 0).
+	faults func(k int) []awsemu.Fault
+	// restart says the process dies: a fresh platform converges. Without
+	// it the same platform converges (the SDK's retry of the lost call got
+	// through).
+	restart bool
+	// lastK is the last k to try given the number of calls of the
+	// reconcile: a crash needs a call to cut off.
+	lastK func(total int) int
+}
+
+// lostKind alternates how an answer is lost, so both kinds are covered
+// without trying every call twice.
+func lostKind(k int) awsemu.FaultKind {
+	if k%2 == 0 {
+		return awsemu.FaultResponseLost
+	}
+	return awsemu.FaultConnectionDropped
+}
+
+var crashes = []crash{
+	// Every call from the (k+1)th on fails before it takes effect.
+	{"cut off", func(k int) []awsemu.Fault {
+		return []awsemu.Fault{{Kind: awsemu.FaultServerError, Fraction: 1, After: k}}
+	}, true, func(total int) int { return total }},
+	// Call k+1 takes effect, its answer is lost, and the process dies: its
+	// SDK retries and every later call fail.
+	{"answer lost, then dead", func(k int) []awsemu.Fault {
+		return []awsemu.Fault{
+			{Kind: lostKind(k), Fraction: 1, After: k, Limit: 1},
+			{Kind: awsemu.FaultServerError, Fraction: 1, After: k + 1},
+		}
+	}, true, func(total int) int { return total - 1 }},
+	// Call k+1 takes effect, its answer is lost, and the SDK's retry sends
+	// it again in the same process.
+	{"answer lost, retried", func(k int) []awsemu.Fault {
+		return []awsemu.Fault{{Kind: lostKind(k), Fraction: 1, After: k, Limit: 1}}
+	}, false, func(total int) int { return total - 1 }},
+}
+
 func TestCrashAfterAnyCallConvergesToExactlyOneOfEach(t *testing.T) {
 	original := func(s *v1.ServingApp) { s.Spec.Allowlist = cidrs(5) }
 	changed := func(s *v1.ServingApp) {
@@ -336,38 +379,48 @@ func TestCrashAfterAnyCallConvergesToExactlyOneOfEach(t *testing.T) {
 				t.Fatal(err)
 			}
 			total := probe.srv.Calls().Since(before).Total()
-			for k := range total + 1 {
-				e, a := setup()
-				if err := e.srv.SetFaults(awsemu.Fault{Kind: awsemu.FaultServerError, Fraction: 1, After: k}); err != nil {
-					t.Fatal(err)
-				}
-				_, err := reconcile(context.Background(), e.platform(), a, &events{})
-				if k < total && err == nil {
-					t.Fatalf("k=%d: the reconcile succeeded although calls failed after the %dth", k, k)
-				}
-				e.srv.ClearFaults()
-				e.later()
-				p := e.platform() // the restarted controller
-				obs := e.converge(p, a)
-				if got := e.inventory(p, a.Ref); got != tc.want {
-					t.Errorf("crash after call %d: %+v, want %+v", k, got, tc.want)
-				}
-				var sources []string
-				for _, r := range e.appRules(a.Ref) {
-					for _, c := range r.Conditions {
-						if c.SourceIpConfig != nil {
-							sources = append(sources, c.SourceIpConfig.Values...)
+			for _, c := range crashes {
+				for k := range c.lastK(total) + 1 {
+					e, a := setup()
+					if err := e.srv.SetFaults(c.faults(k)...); err != nil {
+						t.Fatal(err)
+					}
+					p := e.platform()
+					_, err := reconcile(context.Background(), p, a, &events{})
+					switch {
+					case c.restart && k < total && err == nil:
+						t.Fatalf("%s at call %d: the reconcile succeeded although calls failed", c.name, k+1)
+					case !c.restart && err != nil:
+						// Every call is either idempotent or recognises
+						// what its lost first attempt did.
+						t.Errorf("%s at call %d: the reconcile failed: %v", c.name, k+1, err)
+					}
+					e.srv.ClearFaults()
+					e.later()
+					if c.restart {
+						p = e.platform()
+					}
+					obs := e.converge(p, a)
+					if got := e.inventory(p, a.Ref); got != tc.want {
+						t.Errorf("%s at call %d: %+v, want %+v", c.name, k+1, got, tc.want)
+					}
+					var sources []string
+					for _, r := range e.appRules(a.Ref) {
+						for _, c := range r.Conditions {
+							if c.SourceIpConfig != nil {
+								sources = append(sources, c.SourceIpConfig.Values...)
+							}
 						}
 					}
-				}
-				if want := allowlistValues(a.Allowlist); !sameSet(sources, want) {
-					t.Errorf("crash after call %d: sources %v, want %v", k, sources, want)
-				}
-				if svc, _ := e.service(p.names(a.Ref).Service); awssdk.ToString(svc.TaskDefinition) != obs.Resources.TaskDefinitionARN {
-					t.Errorf("crash after call %d: service runs %s", k, awssdk.ToString(svc.TaskDefinition))
+					if want := allowlistValues(a.Allowlist); !sameSet(sources, want) {
+						t.Errorf("%s at call %d: sources %v, want %v", c.name, k+1, sources, want)
+					}
+					if svc, _ := e.service(p.names(a.Ref).Service); awssdk.ToString(svc.TaskDefinition) != obs.Resources.TaskDefinitionARN {
+						t.Errorf("%s at call %d: service runs %s", c.name, k+1, awssdk.ToString(svc.TaskDefinition))
+					}
 				}
 			}
-			t.Logf("crashed after each of %d calls", total)
+			t.Logf("crashed at each of %d calls", total)
 		})
 	}
 }
@@ -546,5 +599,44 @@ func isAdaptive(r awssdk.Retryer) bool {
 		default:
 			return false
 		}
+	}
+}
+
+// TestRevisionsDuplicatedByALostAnswerAreDeregistered: the SDK's retry of a
+// RegisterTaskDefinition whose answer was lost registers the spec twice;
+// when the controller dies before it cleans that up, the next one finds two
+// identical revisions of ours and keeps one.
+func TestRevisionsDuplicatedByALostAnswerAreDeregistered(t *testing.T) {
+	e := newEnv(t)
+	a := app(t, "twice")
+	if err := e.srv.SetFaults(
+		awsemu.Fault{Service: awsemu.ServiceECS, Operation: "RegisterTaskDefinition", Kind: awsemu.FaultResponseLost, Fraction: 1, Limit: 1},
+		// The look-up before registering passes; the look for duplicates
+		// after it, and everything else, fails: the controller is dead.
+		awsemu.Fault{Service: awsemu.ServiceECS, Operation: "ListTaskDefinitions", Kind: awsemu.FaultServerError, Fraction: 1, After: 1},
+	); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile(context.Background(), e.platform(), a, &events{}); err == nil {
+		t.Fatal("the reconcile succeeded although it could not look for duplicates")
+	}
+	e.srv.ClearFaults()
+	family := e.platform().names(a.Ref).Service
+	if n := len(e.activeRevisions(family)); n != 2 {
+		t.Fatalf("test premise: %d revisions, want the two identical ones", n)
+	}
+	e.later()
+	p := e.platform()
+	rec := &events{}
+	obs, err := reconcile(context.Background(), p, a, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revs := e.activeRevisions(family)
+	if len(revs) != 1 || revs[0] != obs.Resources.TaskDefinitionARN {
+		t.Errorf("revisions %v, service runs %s: want the one it runs", revs, obs.Resources.TaskDefinitionARN)
+	}
+	if !slices.Contains(rec.reasons(), "TaskDefinitionsDeregistered") {
+		t.Errorf("events %v lack TaskDefinitionsDeregistered", rec.reasons())
 	}
 }

@@ -262,8 +262,14 @@ func (p *Platform) Apply(ctx context.Context, app *model.App, obs *model.Observe
 	case st.failed != "":
 		// Leave the rolled-back service alone until the spec changes.
 	default:
+		var inUse []string
+		if st.service != nil {
+			for _, d := range st.service.Deployments {
+				inUse = append(inUse, awssdk.ToString(d.TaskDefinition))
+			}
+		}
 		var err error
-		if taskDefinition, err = p.resolveTaskDefinition(ctx, app, st.desired, st.desiredHash, rec); err != nil {
+		if taskDefinition, err = p.resolveTaskDefinition(ctx, app, st.desired, st.desiredHash, inUse, rec); err != nil {
 			return nil, err
 		}
 	}

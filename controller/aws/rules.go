@@ -274,7 +274,19 @@ func (p *Platform) createRule(ctx context.Context, app model.Ref, r ruleState) e
 	if err != nil {
 		switch {
 		case isCode(err, "PriorityInUse"):
-			// A rule not known to the snapshot took the priority: read again.
+			// CreateRule has no client token: after a lost answer the
+			// SDK's retry finds the priority taken by the rule the first
+			// attempt made. That one is adopted; any other rule not known
+			// to the snapshot means reading everything again.
+			made, ok, aerr := p.findCreatedRule(ctx, r)
+			if aerr != nil {
+				p.listener.invalidate()
+				return fmt.Errorf("create listener rule for %s at priority %d: %w (then: %w)", app, r.Priority, err, aerr)
+			}
+			if ok {
+				p.listener.putRule(made)
+				return nil
+			}
 			p.listener.invalidate()
 			return fmt.Errorf("create listener rule for %s at priority %d: %w", app, r.Priority, err)
 		case isCode(err, "TooManyRules", "TooManyUniqueTargetGroupsPerLoadBalancer"):
@@ -288,6 +300,35 @@ func (p *Platform) createRule(ctx context.Context, app model.Ref, r ruleState) e
 	r.ARN = awssdk.ToString(out.Rules[0].RuleArn)
 	p.listener.putRule(r)
 	return nil
+}
+
+// findCreatedRule looks for the rule at want's priority and reports it
+// when it is exactly want: tagged as want (so ours, the app's, the same
+// kind), with its conditions and action. Such a rule can only be the one an
+// earlier attempt of the same CreateRule made.
+func (p *Platform) findCreatedRule(ctx context.Context, want ruleState) (ruleState, bool, error) {
+	rules, err := p.listener.describeRules(ctx, p.cfg.ListenerARN)
+	if err != nil {
+		return ruleState{}, false, err
+	}
+	for _, raw := range rules {
+		got := parseRule(raw)
+		if awssdk.ToBool(raw.IsDefault) || got.Priority != want.Priority {
+			continue
+		}
+		tags, err := p.listener.readTags(ctx, []string{got.ARN})
+		if err != nil {
+			return ruleState{}, false, err
+		}
+		got.Tags, got.tagsAt = tags[got.ARN].tags, tags[got.ARN].at
+		w := want.clone()
+		w.Host = strings.ToLower(w.Host) // as parseRule reads it
+		if !got.ours(p.cfg.ControllerID) || !tagsCover(got.Tags, w.Tags) || changesConditions(*got, w) {
+			return ruleState{}, false, nil
+		}
+		return *got, true, nil
+	}
+	return ruleState{}, false, nil
 }
 
 func (p *Platform) modifyRule(ctx context.Context, app model.Ref, r ruleState) error {

@@ -15,8 +15,10 @@ import (
 	"sync"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/smithy-go/middleware"
 
 	"github.com/servingapp/servingapp/api/appenv"
 	"github.com/servingapp/servingapp/controller/model"
@@ -330,21 +332,37 @@ func (p *Platform) activeRevisions(ctx context.Context, family string, limit int
 // resolveTaskDefinition returns the ARN of an ACTIVE revision of ours with
 // the desired spec: the newest few revisions are checked first (a crash can
 // fall between registering and deploying), and only when none matches is a
-// new revision registered.
-func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in *ecs.RegisterTaskDefinitionInput, wantHash string, rec model.Recorder) (string, error) {
+// new revision registered. inUse are the task definitions of the service's
+// deployments.
+//
+// RegisterTaskDefinition has no client token: when its answer is lost, the
+// SDK's retry registers a second identical revision. So after a
+// registration that took more than one attempt the newest revisions are
+// read again and identical ones of ours are deregistered, and the check
+// before registering does the same when a crash came in between: an app
+// never keeps two revisions of one spec.
+func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in *ecs.RegisterTaskDefinitionInput, wantHash string, inUse []string, rec model.Recorder) (string, error) {
 	family := awssdk.ToString(in.Family)
 	arns, err := p.activeRevisions(ctx, family, keepRevisions)
 	if err != nil {
 		return "", fmt.Errorf("find task definition for %s: %w", app.Ref, err)
 	}
-	for _, arn := range arns {
-		t, err := p.describeTaskDefinition(ctx, arn)
-		if err != nil {
+	matches, err := p.matchingRevisions(ctx, arns, wantHash)
+	if err != nil {
+		return "", err
+	}
+	if len(matches) > 0 {
+		keep := matches[0] // the newest
+		for _, arn := range matches {
+			if slices.Contains(inUse, arn) {
+				keep = arn
+				break
+			}
+		}
+		if err := p.dropDuplicates(ctx, app, keep, matches, inUse, rec); err != nil {
 			return "", err
 		}
-		if t.Hash == wantHash && t.Tags[model.TagManagedBy] == p.cfg.ControllerID {
-			return arn, nil
-		}
+		return keep, nil
 	}
 	out, err := p.c.ecs.RegisterTaskDefinition(ctx, in)
 	if err != nil {
@@ -362,7 +380,69 @@ func (p *Platform) resolveTaskDefinition(ctx context.Context, app *model.App, in
 		return "", model.Terminal("TaskDefinitionMismatch", fmt.Errorf("task definition %s of %s reads back differently from what was registered (%s): not registering again; this is a bug of the platform's normalization",
 			t.ARN, app.Ref, strings.Join(specDiff(t.Spec, in), ", ")))
 	}
+	if attempts(out.ResultMetadata) > 1 {
+		// Each attempt may have registered a revision; they are the newest.
+		arns, err := p.activeRevisions(ctx, family, p.cfg.MaxAttempts+1)
+		if err != nil {
+			return "", fmt.Errorf("look for duplicate task definitions of %s: %w", app.Ref, err)
+		}
+		matches, err := p.matchingRevisions(ctx, arns, wantHash)
+		if err != nil {
+			return "", err
+		}
+		if err := p.dropDuplicates(ctx, app, t.ARN, matches, inUse, rec); err != nil {
+			return "", err
+		}
+	}
 	return t.ARN, nil
+}
+
+// matchingRevisions returns those of arns (newest first) that are ours and
+// have the spec hash want.
+func (p *Platform) matchingRevisions(ctx context.Context, arns []string, want string) ([]string, error) {
+	var out []string
+	for _, arn := range arns {
+		t, err := p.describeTaskDefinition(ctx, arn)
+		if err != nil {
+			return nil, err
+		}
+		if t.Hash == want && t.Tags[model.TagManagedBy] == p.cfg.ControllerID {
+			out = append(out, arn)
+		}
+	}
+	return out, nil
+}
+
+// dropDuplicates deregisters the revisions of matches (all with one spec)
+// but keep, leaving those a deployment of the service uses.
+func (p *Platform) dropDuplicates(ctx context.Context, app *model.App, keep string, matches, inUse []string, rec model.Recorder) error {
+	var dropped []string
+	for _, arn := range matches {
+		if arn == keep || slices.Contains(inUse, arn) {
+			continue
+		}
+		if _, err := p.c.ecs.DeregisterTaskDefinition(ctx, &ecs.DeregisterTaskDefinitionInput{TaskDefinition: awssdk.String(arn)}); err != nil {
+			return classify("deregister duplicate task definition "+arn+" of "+app.Ref.String(), err)
+		}
+		if t, ok := p.taskDefs.get(arn); ok {
+			t.Status = string(ecstypes.TaskDefinitionStatusInactive)
+			p.taskDefs.put(t)
+		}
+		dropped = append(dropped, arn)
+	}
+	if len(dropped) > 0 {
+		rec.Event(ctx, "TaskDefinitionsDeregistered", fmt.Sprintf("deregistered %d duplicate task definition revision(s) of %s (a registration retried after a lost answer): %s",
+			len(dropped), keep, strings.Join(dropped, ", ")))
+	}
+	return nil
+}
+
+// attempts is how many attempts the SDK made for a call that succeeded.
+func attempts(md middleware.Metadata) int {
+	if r, ok := retry.GetAttemptResults(md); ok {
+		return len(r.Results)
+	}
+	return 1
 }
 
 // specDiff names the fields in which got differs from the spec of in.
