@@ -49,6 +49,15 @@ type Config struct {
 	Burst             int
 	// MaxAttempts bounds the SDK's attempts per call (adaptive retry mode).
 	MaxAttempts int
+	// BlockRulesPerApp is the most lockout rules (SetBlocked) one app may
+	// have; each holds up to three addresses (two under a path prefix).
+	// Default 4.
+	BlockRulesPerApp int
+	// BlockRuleReserve is how many of the load balancer's rules, and of the
+	// configured priorities, lockout rules leave free for allow rules: an
+	// attacker's addresses must not use up the room new apps and longer
+	// allowlists need. Default 10.
+	BlockRuleReserve int
 	// AppCredsSecret, when set, is the Secrets Manager name or ARN of the
 	// web apps' NATS credentials, injected as SERVINGAPP_NATS_CREDS.
 	AppCredsSecret string
@@ -109,6 +118,12 @@ func (c Config) withDefaults() Config {
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = 8
 	}
+	if c.BlockRulesPerApp == 0 {
+		c.BlockRulesPerApp = defaultBlockRulesPerApp
+	}
+	if c.BlockRuleReserve == 0 {
+		c.BlockRuleReserve = defaultBlockRuleReserve
+	}
 	return c
 }
 
@@ -124,6 +139,9 @@ func (c Config) validate() error {
 	}
 	if len(c.Subnets) == 0 {
 		errs = append(errs, errors.New("aws platform: at least one subnet is required"))
+	}
+	if c.BlockRulesPerApp < 0 || c.BlockRuleReserve < 0 {
+		errs = append(errs, errors.New("aws platform: BlockRulesPerApp and BlockRuleReserve must not be negative"))
 	}
 	if c.PriorityMin < 1 || c.PriorityMax > 50000 || c.PriorityMin > c.PriorityMax {
 		errs = append(errs, errors.New("aws platform: rule priorities must lie within 1–50000 with min ≤ max"))

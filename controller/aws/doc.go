@@ -97,6 +97,25 @@
 // checked against the snapshot and DescribeAccountLimits before any call,
 // and reported as QuotaExceeded.
 //
+// # Lockout
+//
+// SetBlocked puts the blocked addresses in rules of ours answering 403,
+// three addresses a rule (two under a path prefix), ordered before the
+// app's allow rules. They count against the same 100 rules per load
+// balancer and the same priority range as the allow rules of every app, so
+// an attacker logging in from many addresses must not use them up: an app
+// gets at most Config.BlockRulesPerApp lockout rules (default 4, so 12
+// addresses), and lockout never takes the last Config.BlockRuleReserve
+// rules or priorities (default 10), which stay free for allow rules; when
+// other rules eat into that reserve, lockout rules shrink to give it back.
+// When not every address fits, the most recently blocked ones that do are
+// blocked (the platform remembers when each address first came; after a
+// restart the rules in place count as oldest) and SetBlocked returns a
+// *BlockBudgetError naming how many are not. The usage engine logs that,
+// counts it in servingapp_usage_failures_total{op="set_blocked"} and asks
+// again every second; asking again with the same addresses makes no AWS
+// call.
+//
 // # Failed rollouts
 //
 // The service carries servingapp.io/spec, the hash of the task definition

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"strings"
 	"sync"
+	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
@@ -49,6 +50,10 @@ type Platform struct {
 	// warnedFailed remembers the failed spec last reported per app, so the
 	// RolloutFailed warning is recorded once, not at every reconcile.
 	warnedFailed map[string]string
+	// blockedSince is, per app, when SetBlocked was first asked to block
+	// each address (zero: in the first call of this process, age unknown),
+	// so the most recent ones are kept when not all fit.
+	blockedSince map[string]map[string]time.Time
 }
 
 // New builds the platform: SDK clients with adaptive retries, client-side
@@ -76,6 +81,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Platform, error) {
 		orphanSeen: map[string]int{},
 
 		warnedFailed: map[string]string{},
+		blockedSince: map[string]map[string]time.Time{},
 	}
 	if p.rand == nil {
 		p.rand = rand.Reader
@@ -445,6 +451,7 @@ func (p *Platform) remove(ctx context.Context, ref model.Ref, st *state, done fu
 	p.mu.Lock()
 	delete(p.lastEvent, ref.String())
 	delete(p.cleaned, st.n.Service)
+	delete(p.blockedSince, ref.String())
 	p.mu.Unlock()
 	p.services.forget(st.n.Service)
 	return nil

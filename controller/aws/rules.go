@@ -48,8 +48,10 @@ func splitKinds(rules []ruleState) (allow, block []ruleState) {
 
 // planAppRules plans the app's rules: allow rules carrying the allowlist to
 // the target group, and block rules (owned by SetBlocked) kept but moved
-// along when the route changes.
-func planAppRules(app *model.App, have []ruleState, target string) (allow, block ruleChanges) {
+// along when the route changes, at most maxBlock of them (a new route with
+// more path patterns holds fewer addresses per rule: the ones that no
+// longer fit are let go, and SetBlocked reports them at its next call).
+func planAppRules(app *model.App, have []ruleState, target string, maxBlock int) (allow, block ruleChanges) {
 	allowHave, blockHave := splitKinds(have)
 	rt := route{Host: app.Host, Paths: app.PathPatterns, Target: target}
 	allow = planRules(kindAllow, allowlistValues(app.Allowlist), allowHave, rt, ruleTags(app.Tags, kindAllow))
@@ -61,7 +63,9 @@ func planAppRules(app *model.App, have []ruleState, target string) (allow, block
 			}
 		}
 	}
-	block = planRules(kindBlock, blocked, blockHave, route{Host: app.Host, Paths: app.PathPatterns}, ruleTags(app.Tags, kindBlock))
+	brt := route{Host: app.Host, Paths: app.PathPatterns}
+	blocked = blocked[:min(len(blocked), maxBlock*brt.capacity())]
+	block = planBlocks(blocked, blockHave, brt, ruleTags(app.Tags, kindBlock), maxBlock)
 	return allow, block
 }
 
@@ -80,7 +84,7 @@ func (p *Platform) ensureRouting(ctx context.Context, app *model.App, n names, r
 	if known {
 		target = tg.ARN
 	}
-	allow, block := planAppRules(app, have, target)
+	allow, block := planAppRules(app, have, target, p.cfg.BlockRulesPerApp)
 	if err := p.checkQuotas(ctx, app.Ref, !known || !tg.Attached, len(allow.Create)+len(block.Create)); err != nil {
 		return targetGroupState{}, err
 	}
@@ -88,7 +92,7 @@ func (p *Platform) ensureRouting(ctx context.Context, app *model.App, n names, r
 	if err != nil {
 		return targetGroupState{}, err
 	}
-	allow, block = planAppRules(app, have, tg.ARN)
+	allow, block = planAppRules(app, have, tg.ARN, p.cfg.BlockRulesPerApp)
 	if err := p.applyRules(ctx, app.Ref, app.Host, []ruleChanges{block, allow}, rec); err != nil {
 		return targetGroupState{}, err
 	}
@@ -437,6 +441,14 @@ func (p *Platform) untagELB(ctx context.Context, arns []string) error {
 // on the same host). An empty addrs removes them. Addresses blocked before
 // and after a change stay blocked at every step. It returns an error
 // wrapping ErrNotFound when the app has no listener rules yet.
+//
+// Lockout rules are bounded (see blockBudget): at most
+// Config.BlockRulesPerApp per app, never taking the last
+// Config.BlockRuleReserve rules or priorities the allow rules of every app
+// need. When addrs do not fit, the most recently blocked ones that do are
+// blocked and the error is a *BlockBudgetError (wrapping ErrBlockBudget)
+// naming how many are not; another call with the same addrs then makes no
+// AWS call and returns the same error.
 func (p *Platform) SetBlocked(ctx context.Context, app model.Ref, addrs []netip.Addr) error {
 	unlock, err := p.listener.lock(ctx)
 	if err != nil {
@@ -444,15 +456,7 @@ func (p *Platform) SetBlocked(ctx context.Context, app model.Ref, addrs []netip.
 	}
 	defer unlock()
 	allow, block := splitKinds(p.listener.appRules(p.cfg.ControllerID, app))
-	var want []string
-	for _, a := range addrs {
-		a = a.Unmap()
-		v := netip.PrefixFrom(a, a.BitLen()).String()
-		if a.IsValid() && !slices.Contains(want, v) {
-			want = append(want, v)
-		}
-	}
-	slices.Sort(want)
+	want := hostPrefixes(addrs)
 	if len(allow) == 0 {
 		if len(want) == 0 && len(block) == 0 {
 			return nil
@@ -460,11 +464,27 @@ func (p *Platform) SetBlocked(ctx context.Context, app model.Ref, addrs []netip.
 		return fmt.Errorf("block addresses for %s: %w: the app has no listener rules of controller %s yet", app, ErrNotFound, p.cfg.ControllerID)
 	}
 	rt := route{Host: allow[0].Host, Paths: allow[0].Paths}
-	tags := ruleTags(allow[0].Tags, kindBlock)
-	plan := planRules(kindBlock, want, block, rt, tags)
-	err = p.applyRules(ctx, app, rt.Host, []ruleChanges{plan, {Keep: allow}}, discardRecorder{})
+	maxRules, why, err := p.blockBudget(ctx, len(block))
 	if err != nil {
-		return fmt.Errorf("block %d address(es) for %s: %w", len(want), app, err)
+		return fmt.Errorf("block addresses for %s: %w", app, err)
+	}
+	inRules := map[string]int{}
+	for _, r := range block {
+		for _, s := range r.Sources {
+			if _, ok := inRules[s]; !ok {
+				inRules[s] = len(inRules)
+			}
+		}
+	}
+	chosen := p.chooseBlocked(app, want, inRules, maxRules*rt.capacity())
+	slices.Sort(chosen)
+	tags := ruleTags(allow[0].Tags, kindBlock)
+	plan := planBlocks(chosen, block, rt, tags, maxRules)
+	if err := p.applyRules(ctx, app, rt.Host, []ruleChanges{plan, {Keep: allow}}, discardRecorder{}); err != nil {
+		return fmt.Errorf("block %d address(es) for %s: %w", len(chosen), app, err)
+	}
+	if len(chosen) < len(want) {
+		return &BlockBudgetError{App: app, Blocked: len(chosen), Unblocked: len(want) - len(chosen), Rules: maxRules, Limit: why}
 	}
 	return nil
 }
