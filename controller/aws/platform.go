@@ -36,6 +36,7 @@ type Platform struct {
 	rand io.Reader
 	log  *slog.Logger
 	c    clients
+	in   *instrumentation // the clients' rate limiters and call metrics
 
 	services *serviceCache
 	listener *listenerCache
@@ -73,7 +74,7 @@ func New(ctx context.Context, cfg Config, opts Options) (*Platform, error) {
 		return nil, err
 	}
 	p := &Platform{
-		cfg: cfg, opts: opts, clk: opts.Clock, rand: opts.Rand, log: opts.Log, c: c,
+		cfg: cfg, opts: opts, clk: opts.Clock, rand: opts.Rand, log: opts.Log, c: c, in: in,
 		taskDefs:   &taskDefCache{},
 		lastEvent:  map[string]string{},
 		tgChecked:  map[string]bool{},
