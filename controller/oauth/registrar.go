@@ -27,6 +27,11 @@ import (
 
 // Tags on the managed client secret. They hold no secret: they say which
 // integration the stored secret belongs to, so a lost secret is detectable.
+// TagUpdatedAt (RFC 3339) is when this controller last changed the app's
+// integration; an existing-mode app's registration record carries it too.
+// It is written before the change is made, so a controller that dies right
+// after still reports the propagation window after its restart, and again
+// once the change is made.
 const (
 	TagIntegrationID = "servingapp.io/oauth-integration-id"
 	TagClientID      = "servingapp.io/oauth-client-id"
@@ -96,9 +101,8 @@ type Registrar struct {
 	// Log receives warnings that also go out as events; nil discards them.
 	Log *slog.Logger
 
-	mu       sync.Mutex
-	existing map[string]time.Time   // app → when we last changed a shared integration (not persisted)
-	locks    map[string]*sync.Mutex // integration id → serializes our own read-merge-writes
+	mu    sync.Mutex
+	locks map[string]*sync.Mutex // integration id → serializes our own read-merge-writes
 }
 
 // lock serializes this controller's edits of one shared integration: PATCH
@@ -187,6 +191,9 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 	if haveSecret {
 		known = tags[TagIntegrationID]
 	}
+	if tags == nil {
+		tags = map[string]string{}
+	}
 	current, err := r.findManaged(ctx, name, known, rec)
 	if err != nil {
 		return v1.Condition{}, err
@@ -218,15 +225,18 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 	// nor that it deduplicates them, and comparing in order would PATCH on
 	// every reconcile and keep the status propagating forever.
 	if !sameSet(current.RedirectURLs, []string{app.OAuth.RedirectURL}) || !sameSet(current.Scopes, app.OAuth.Scopes) {
+		if err := r.stamp(ctx, ref, tags, now); err != nil {
+			return v1.Condition{}, err
+		}
 		err := r.Account.UpdateCustomAppIntegration(ctx, current.IntegrationID, databricks.UpdateCustomAppIntegrationRequest{
 			RedirectURLs: []string{app.OAuth.RedirectURL}, Scopes: app.OAuth.Scopes,
 		})
 		if err != nil {
 			return v1.Condition{}, classify("update OAuth integration "+current.IntegrationID, err)
 		}
-		tags[TagUpdatedAt] = now.UTC().Format(time.RFC3339)
-		if err := r.Secrets.TagSecret(ctx, ref, map[string]string{TagUpdatedAt: tags[TagUpdatedAt]}); err != nil {
-			return v1.Condition{}, fmt.Errorf("record integration update: %w", err)
+		now = r.Clock.Now()
+		if err := r.stamp(ctx, ref, tags, now); err != nil {
+			return v1.Condition{}, err
 		}
 		rec.Event(ctx, "OAuthIntegrationUpdated", fmt.Sprintf("integration %s now has redirect URL %s and scopes %s", current.IntegrationID, app.OAuth.RedirectURL, strings.Join(app.OAuth.Scopes, " ")))
 	}
@@ -290,6 +300,7 @@ func (r *Registrar) findManaged(ctx context.Context, name, known string, rec mod
 func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
 	id := app.OAuth.IntegrationID
 	want := registration{IntegrationID: id, RedirectURL: app.OAuth.RedirectURL}
+	var updated time.Time // when we last changed the integration for this app
 	changed, in, err := func() (bool, *databricks.CustomAppIntegration, error) {
 		defer r.lock(id)()
 		in, err := r.Account.GetCustomAppIntegration(ctx, id)
@@ -303,30 +314,32 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 			return false, nil, model.Terminal("ScopesNotAllowed", fmt.Errorf("integration %s does not allow scopes %s: ask its owner to add them, or drop them from spec.databricks.oauth.scopes", id, strings.Join(missing, " ")))
 		}
 		// Note the URL in the record before adding it, so a crash right
-		// after the add cannot lose track of it.
-		if err := r.noteRecord(ctx, app, want); err != nil {
+		// after the add cannot lose track of it; likewise the time of the
+		// change, so a restarted controller still reports the window.
+		noted, err := r.noteRecord(ctx, app, want)
+		if err != nil {
 			return false, nil, err
 		}
-		return r.editRedirects(ctx, id, in, func(urls []string) []string {
+		if !slices.Contains(in.RedirectURLs, want.RedirectURL) {
+			if err := r.stamp(ctx, noted.ref, noted.tags, r.Clock.Now()); err != nil {
+				return false, nil, err
+			}
+		}
+		changed, in, err := r.editRedirects(ctx, id, in, func(urls []string) []string {
 			if slices.Contains(urls, want.RedirectURL) {
 				return nil
 			}
 			return append(slices.Clone(urls), want.RedirectURL)
 		}, func(urls []string) bool { return slices.Contains(urls, want.RedirectURL) })
+		if err == nil && changed {
+			err = r.stamp(ctx, noted.ref, noted.tags, r.Clock.Now())
+		}
+		updated, _ = time.Parse(time.RFC3339, noted.tags[TagUpdatedAt]) // zero when never stamped
+		return changed, in, err
 	}()
 	if err != nil {
 		return v1.Condition{}, err
 	}
-	now := r.Clock.Now()
-	r.mu.Lock()
-	if r.existing == nil {
-		r.existing = map[string]time.Time{}
-	}
-	if changed {
-		r.existing[app.Ref.String()] = now
-	}
-	updated := r.existing[app.Ref.String()]
-	r.mu.Unlock()
 	if changed {
 		rec.Event(ctx, "RedirectURLRegistered", fmt.Sprintf("redirect URL %s added to shared integration %s", want.RedirectURL, id))
 	}
@@ -338,7 +351,23 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 	}
 	app.OAuth.ClientID = in.ClientID
 	app.Env[appenv.ClientID] = in.ClientID
-	return r.registered(app, updated, now), nil
+	return r.registered(app, updated, r.Clock.Now()), nil
+}
+
+// stamp records in the tags of the secret ref that this controller changes
+// (or just changed) the app's integration at t; see TagUpdatedAt. tags are
+// the secret's tags as known, updated in place; nothing is written when
+// they say so already.
+func (r *Registrar) stamp(ctx context.Context, ref string, tags map[string]string, t time.Time) error {
+	v := t.UTC().Format(time.RFC3339)
+	if tags[TagUpdatedAt] == v {
+		return nil
+	}
+	if err := r.Secrets.TagSecret(ctx, ref, map[string]string{TagUpdatedAt: v}); err != nil {
+		return fmt.Errorf("record the integration change on secret %s: %w", ref, err)
+	}
+	tags[TagUpdatedAt] = v
+	return nil
 }
 
 // registration is one redirect URL an app put on a shared integration.
@@ -372,8 +401,10 @@ func steadyRecord(want registration) record {
 // storedRecord is an app's registration record as read.
 type storedRecord struct {
 	record
-	exists bool // the record secret exists
-	steady bool // it is steadyRecord(want): nothing to remove or write
+	exists bool              // the record secret exists
+	steady bool              // it is steadyRecord(want): nothing to remove or write
+	ref    string            // the record secret's reference, when it exists
+	tags   map[string]string // its tags (TagUpdatedAt among them)
 }
 
 // readRecord reads the app's registration record. When the digest tag says
@@ -385,45 +416,57 @@ func (r *Registrar) readRecord(ctx context.Context, ref model.Ref, want registra
 		return storedRecord{}, fmt.Errorf("read registration record %s: %w", name, err)
 	}
 	if !ok {
-		return storedRecord{}, nil
+		return storedRecord{tags: map[string]string{}}, nil
 	}
+	if tags == nil {
+		tags = map[string]string{}
+	}
+	stored := storedRecord{exists: true, ref: secretRef, tags: tags}
 	steady := steadyRecord(want)
 	if _, digest := steady.encode(); tags[TagRecordDigest] == digest {
-		return storedRecord{record: steady, exists: true, steady: true}, nil
+		stored.record, stored.steady = steady, true
+		return stored, nil
 	}
 	raw, err := r.Secrets.GetSecret(ctx, secretRef)
 	if err != nil {
 		return storedRecord{}, fmt.Errorf("read registration record %s: %w", name, err)
 	}
-	var rc record
-	if err := json.Unmarshal(raw, &rc); err != nil {
+	if err := json.Unmarshal(raw, &stored.record); err != nil {
 		// Nothing to act on: the record is rewritten from what is known now.
 		r.log().Warn("unreadable OAuth registration record, rewriting it", "app", ref.String(), "record", name, "err", err)
-		return storedRecord{exists: true}, nil
+		stored.record = record{}
 	}
-	return storedRecord{record: rc, exists: true}, nil
+	return stored, nil
 }
 
-func (r *Registrar) writeRecord(ctx context.Context, app *model.App, rc record) error {
+// writeRecord stores rc as the app's record and returns the secret's
+// reference. Its other tags (TagUpdatedAt) stay.
+func (r *Registrar) writeRecord(ctx context.Context, app *model.App, rc record) (string, error) {
 	name := r.RecordName(app.Ref)
 	value, digest := rc.encode()
-	if _, err := r.Secrets.PutSecret(ctx, app, name, value, map[string]string{TagRecordDigest: digest}); err != nil {
-		return fmt.Errorf("write registration record %s: %w", name, err)
+	ref, err := r.Secrets.PutSecret(ctx, app, name, value, map[string]string{TagRecordDigest: digest})
+	if err != nil {
+		return "", fmt.Errorf("write registration record %s: %w", name, err)
 	}
-	return nil
+	return ref, nil
 }
 
-// noteRecord adds want to the app's record unless it is there.
-func (r *Registrar) noteRecord(ctx context.Context, app *model.App, want registration) error {
+// noteRecord adds want to the app's record unless it is there, and returns
+// the record as it now is.
+func (r *Registrar) noteRecord(ctx context.Context, app *model.App, want registration) (storedRecord, error) {
 	rc, err := r.readRecord(ctx, app.Ref, want)
 	if err != nil {
-		return err
+		return storedRecord{}, err
 	}
 	if rc.steady || slices.Contains(rc.Registered, want) {
-		return nil
+		return rc, nil
 	}
 	rc.Registered = append(rc.Registered, want)
-	return r.writeRecord(ctx, app, rc.record)
+	if rc.ref, err = r.writeRecord(ctx, app, rc.record); err != nil {
+		return storedRecord{}, err
+	}
+	rc.exists = true
+	return rc, nil
 }
 
 // reconcileRecord removes every redirect URL the record lists but want,
@@ -448,7 +491,8 @@ func (r *Registrar) reconcileRecord(ctx context.Context, app *model.App, want re
 			return err
 		}
 	}
-	return r.writeRecord(ctx, app, steadyRecord(want))
+	_, err = r.writeRecord(ctx, app, steadyRecord(want))
+	return err
 }
 
 // removeRedirect removes one redirect URL from a shared integration. When
@@ -574,9 +618,6 @@ func (r *Registrar) Unregister(ctx context.Context, app *model.App, retain bool,
 				return err
 			}
 		}
-		r.mu.Lock()
-		delete(r.existing, app.Ref.String())
-		r.mu.Unlock()
 		return nil
 	}
 	// Listing, not the id the client secret is tagged with: the platform

@@ -518,3 +518,129 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
+
+// lostAnswer is an AccountAPI whose next PATCH takes effect and then fails,
+// as when the answer is lost and the controller dies before it learns.
+type lostAnswer struct {
+	oauth.AccountAPI
+	mu   sync.Mutex
+	lost bool
+}
+
+func (l *lostAnswer) UpdateCustomAppIntegration(ctx context.Context, id string, req databricks.UpdateCustomAppIntegrationRequest) error {
+	if err := l.AccountAPI.UpdateCustomAppIntegration(ctx, id, req); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lost {
+		return nil
+	}
+	l.lost = true
+	return errors.New("connection reset")
+}
+
+// TestPropagationWindowSurvivesARestart: for 30 minutes after this
+// controller changed an app's integration the condition says
+// RegisteredPropagating, also when it is asked by a restarted controller,
+// and also when the controller died right after the change, before it
+// learned the change was made.
+func TestPropagationWindowSurvivesARestart(t *testing.T) {
+	const moved = "https://moved.apps.example.com/oauth/callback"
+	scopes := []string{"openid", "email", "profile", "offline_access", "all-apis"}
+	tests := []struct {
+		name string
+		mode v1.IntegrationMode
+		// change makes the change through api, and returns the app as
+		// registered after it; the clock then reads the time of the change.
+		change func(t *testing.T, f *fixture, api oauth.AccountAPI) *model.App
+		lost   bool // the change's answer is lost and the process dies
+	}{
+		{"managed, restarted", v1.IntegrationManaged, managedMove(moved), false},
+		{"managed, died after the change", v1.IntegrationManaged, managedMove(moved), true},
+		{"existing, restarted", v1.IntegrationExisting, existingAdd(scopes), false},
+		{"existing, died after the change", v1.IntegrationExisting, existingAdd(scopes), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			var api oauth.AccountAPI = f.account
+			if tc.lost {
+				api = &lostAnswer{AccountAPI: f.account}
+			}
+			a := tc.change(t, f, api)
+			changedAt := f.clock.Now()
+			steps := []struct {
+				after time.Duration
+				want  string
+			}{
+				{0, "RegisteredPropagating"},
+				{10 * time.Minute, "RegisteredPropagating"},
+				{29 * time.Minute, "RegisteredPropagating"},
+				{31 * time.Minute, "Registered"},
+			}
+			for _, step := range steps {
+				f.clock.Advance(changedAt.Add(step.after).Sub(f.clock.Now()))
+				again := testApp("web", tc.mode, a.OAuth.IntegrationID)
+				again.OAuth.RedirectURL = a.OAuth.RedirectURL
+				log := &patchLog{AccountAPI: f.account}
+				cond, err := f.registrar(log).Register(ctx, again, &recorder{}) // a restarted controller
+				if err != nil {
+					t.Fatalf("%s after the change: %v", step.after, err)
+				}
+				if cond.Reason != step.want {
+					t.Errorf("%s after the change: %s (%s), want %s", step.after, cond.Reason, cond.Message, step.want)
+				}
+				if len(log.patches) != 0 {
+					t.Errorf("%s after the change: the restarted controller changed the integration again: %v", step.after, log.patches)
+				}
+			}
+		})
+	}
+}
+
+// managedMove registers a managed app, lets its window pass, then moves its
+// redirect URL through api.
+func managedMove(url string) func(t *testing.T, f *fixture, api oauth.AccountAPI) *model.App {
+	return func(t *testing.T, f *fixture, api oauth.AccountAPI) *model.App {
+		ctx := context.Background()
+		first := testApp("web", v1.IntegrationManaged, "")
+		if _, err := f.reg.Register(ctx, first, &recorder{}); err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(time.Hour)
+		moved := testApp("web", v1.IntegrationManaged, "")
+		moved.OAuth.RedirectURL = url
+		_, err := f.registrar(api).Register(ctx, moved, &recorder{})
+		if _, lossy := api.(*lostAnswer); lossy != (err != nil) {
+			t.Fatalf("moving the redirect URL: %v", err)
+		}
+		if in, _ := f.em.Integration(first.OAuth.IntegrationID); !slices.Equal(in.RedirectURLs, []string{url}) {
+			t.Fatalf("test premise: the integration lists %v, want %s", in.RedirectURLs, url)
+		}
+		moved.OAuth.IntegrationID = first.OAuth.IntegrationID
+		return moved
+	}
+}
+
+// existingAdd adds an existing-mode app's redirect URL to a shared
+// integration through api.
+func existingAdd(scopes []string) func(t *testing.T, f *fixture, api oauth.AccountAPI) *model.App {
+	return func(t *testing.T, f *fixture, api oauth.AccountAPI) *model.App {
+		shared, _, err := f.em.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true,
+			RedirectURLs: []string{"https://other.example.com/callback"}, Scopes: scopes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := testApp("web", v1.IntegrationExisting, shared.IntegrationID)
+		_, err = f.registrar(api).Register(context.Background(), a, &recorder{})
+		if _, lossy := api.(*lostAnswer); lossy != (err != nil) {
+			t.Fatalf("adding the redirect URL: %v", err)
+		}
+		if in, _ := f.em.Integration(shared.IntegrationID); !slices.Contains(in.RedirectURLs, a.OAuth.RedirectURL) {
+			t.Fatalf("test premise: the integration lists %v", in.RedirectURLs)
+		}
+		return a
+	}
+}
