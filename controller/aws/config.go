@@ -51,12 +51,12 @@ type Config struct {
 	MaxAttempts int
 	// BlockRulesPerApp is the most lockout rules (SetBlocked) one app may
 	// have; each holds up to three addresses (two under a path prefix).
-	// Default 4.
+	// 0 takes the default, 4.
 	BlockRulesPerApp int
 	// BlockRuleReserve is how many of the load balancer's rules, and of the
 	// configured priorities, lockout rules leave free for allow rules: an
 	// attacker's addresses must not use up the room new apps and longer
-	// allowlists need. Default 10.
+	// allowlists need. 0 takes the default, 10.
 	BlockRuleReserve int
 	// AppCredsSecret, when set, is the Secrets Manager name or ARN of the
 	// web apps' NATS credentials, injected as SERVINGAPP_NATS_CREDS.
