@@ -240,10 +240,12 @@ func BenchmarkApplyToReady(b *testing.B) {
 func checkConditionsEventsAndNoSecrets(t *testing.T, s *devstack.Stack) {
 	t.Helper()
 	ctx := context.Background()
-	a, err := s.Store.Get(ctx, "team", "e2e")
-	if err != nil {
-		t.Fatal(err)
-	}
+	var a *v1.ServingApp
+	waitFor(t, "e2e Ready at its latest generation", func() bool {
+		var err error
+		a, err = s.Store.Get(ctx, "team", "e2e")
+		return err == nil && a.Status.Phase == v1.PhaseReady && a.Status.ObservedGeneration == a.Metadata.Generation
+	})
 	for _, typ := range []string{"Synced", "OAuthRegistered", "Available", "Ready"} {
 		i := slices.IndexFunc(a.Status.Conditions, func(c v1.Condition) bool { return c.Type == typ })
 		if i < 0 || a.Status.Conditions[i].Status != v1.ConditionTrue || a.Status.Conditions[i].ObservedGeneration != a.Metadata.Generation {
