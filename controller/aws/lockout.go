@@ -3,7 +3,6 @@ package aws
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -22,8 +21,9 @@ const (
 
 // ErrBlockBudget is wrapped by the error SetBlocked returns when it blocked
 // fewer addresses than it was asked to: the app's lockout rules reached the
-// lockout budget (see BlockBudgetError).
-var ErrBlockBudget = errors.New("lockout rule budget reached")
+// lockout budget (see BlockBudgetError). It is model.ErrLockoutBudget, which
+// the usage engine recognises without knowing this platform.
+var ErrBlockBudget = model.ErrLockoutBudget
 
 // BlockBudgetError says how many of the addresses SetBlocked was given are
 // not blocked, and why. The most recently blocked addresses that fit are

@@ -287,6 +287,13 @@ type TerminalError struct {
 func (e *TerminalError) Error() string { return e.Reason + ": " + e.Err.Error() }
 func (e *TerminalError) Unwrap() error { return e.Err }
 
+// ErrLockoutBudget is wrapped by the error a platform's SetBlocked returns
+// when it blocked only some of the addresses asked for, because lockout
+// rules have a budget (they share the load balancer's rule quota with allow
+// rules). The rest are blocked; asking again with the same addresses gets
+// the same answer, so callers report it instead of retrying.
+var ErrLockoutBudget = errors.New("lockout rule budget reached")
+
 // Terminal wraps err as a TerminalError with reason.
 func Terminal(reason string, err error) error { return &TerminalError{Reason: reason, Err: err} }
 

@@ -657,7 +657,17 @@ func (t *term) applyBlocks(ctx context.Context, a *app, s *v1.ServingApp) {
 		a.blocksApplied = true // no platform to tell, or the app is gone
 		return
 	}
-	if err := t.e.opts.Blocker.SetBlocked(ctx, refOf(a, s), a.rec.Lockouts.BlockedAddrs()); err != nil {
+	err := t.e.opts.Blocker.SetBlocked(ctx, refOf(a, s), a.rec.Lockouts.BlockedAddrs())
+	if errors.Is(err, model.ErrLockoutBudget) {
+		// Some addresses are blocked and the rest do not fit: asking again
+		// with the same list gets the same answer, so say it once (until
+		// the list changes) instead of retrying every tick.
+		t.e.m.failures.WithLabelValues("set_blocked_budget").Inc()
+		t.recorder(s).Warning(ctx, "LockoutIncomplete", err.Error())
+		a.blocksApplied = true
+		return
+	}
+	if err != nil {
 		t.e.m.failures.WithLabelValues("set_blocked").Inc()
 		t.e.opts.Log.Warn("set blocked addresses; retrying", "app", a.ref.String(), "error", err)
 		a.blocksApplied = false

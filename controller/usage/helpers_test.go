@@ -376,6 +376,9 @@ type fakeBlocker struct {
 	blocked map[string][]netip.Addr
 	calls   int
 	fail    error
+	// budget, when set, is how many addresses fit: more are answered with
+	// a model.ErrLockoutBudget error, the first budget ones blocked.
+	budget int
 }
 
 func (b *fakeBlocker) SetBlocked(_ context.Context, app model.Ref, addrs []netip.Addr) error {
@@ -388,8 +391,18 @@ func (b *fakeBlocker) SetBlocked(_ context.Context, app model.Ref, addrs []netip
 	if b.blocked == nil {
 		b.blocked = map[string][]netip.Addr{}
 	}
+	if b.budget > 0 && len(addrs) > b.budget {
+		b.blocked[app.String()] = slices.Clone(addrs[:b.budget])
+		return fmt.Errorf("block addresses for %s: %d address(es) not blocked: %w", app, len(addrs)-b.budget, model.ErrLockoutBudget)
+	}
 	b.blocked[app.String()] = slices.Clone(addrs)
 	return nil
+}
+
+func (b *fakeBlocker) callCount() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.calls
 }
 
 func (b *fakeBlocker) get(app string) []netip.Addr {

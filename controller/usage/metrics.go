@@ -31,7 +31,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "servingapp_usage_failures_total",
-			Help: "Failed operations of the usage consumer, by operation: store_state, write_status, set_desired_count, set_blocked, list_apps, consume.",
+			Help: "Failed operations of the usage consumer, by operation: store_state, write_status, set_desired_count, set_blocked, set_blocked_budget (the platform blocked only what fits its lockout budget; recorded as a LockoutIncomplete event, not retried until the list changes), list_apps, consume.",
 		}, []string{"op"}),
 		pendingAcks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "servingapp_usage_pending_acks",
