@@ -88,6 +88,8 @@ func ConfigFrom(c *config.Config) Config {
 		MutatePerSecond:               a.RateLimits.MutatePerSecond,
 		Burst:                         a.RateLimits.Burst,
 		MaxAttempts:                   a.MaxAttempts,
+		BlockRulesPerApp:              a.Lockout.RulesPerApp,
+		BlockRuleReserve:              a.Lockout.Reserve,
 		AppCredsSecret:                c.NATS.AppCredsSecret,
 	}
 }

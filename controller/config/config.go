@@ -103,6 +103,19 @@ type AWS struct {
 	RateLimits                    RateLimits `json:"rateLimits,omitzero"`
 	// MaxAttempts bounds the SDK's retries per call (adaptive mode).
 	MaxAttempts int `json:"maxAttempts,omitempty"`
+	// Lockout bounds the listener rules that block addresses (spec.identity.lockout).
+	Lockout LockoutRules `json:"lockout,omitzero"`
+}
+
+// LockoutRules bound the listener rules lockout may use, so that addresses
+// an attacker sprays from cannot use up the rules apps need to be reached.
+type LockoutRules struct {
+	// RulesPerApp is the most lockout rules one app may have (three
+	// addresses each, two under a path prefix). Default 4.
+	RulesPerApp int `json:"rulesPerApp,omitempty"`
+	// Reserve is how many of the listener's rules and of the priority range
+	// lockout leaves free for allow rules. Default 10.
+	Reserve int `json:"reserve,omitempty"`
 }
 
 // PriorityRange is the band of listener rule priorities the controller may use.
@@ -210,6 +223,12 @@ func (c *Config) SetDefaults() {
 	if a.RateLimits.Burst == 0 {
 		a.RateLimits.Burst = 10
 	}
+	if a.Lockout.RulesPerApp == 0 {
+		a.Lockout.RulesPerApp = 4
+	}
+	if a.Lockout.Reserve == 0 {
+		a.Lockout.Reserve = 10
+	}
 	if a.MaxAttempts == 0 {
 		a.MaxAttempts = 8
 	}
@@ -305,6 +324,12 @@ func (a AWS) validate() []error {
 	}
 	if r := a.RulePriorities; r.Min < 1 || r.Max > 50000 || r.Min > r.Max {
 		bad("rulePriorities", "%d–%d must lie within 1–50000 with min ≤ max", r.Min, r.Max)
+	}
+	if l := a.Lockout; l.RulesPerApp < 1 || l.RulesPerApp > 100 {
+		bad("lockout.rulesPerApp", "%d must be 1 to 100 (the listener's rule quota)", l.RulesPerApp)
+	}
+	if l := a.Lockout; l.Reserve < 0 || l.Reserve > 100 {
+		bad("lockout.reserve", "%d must be 0 to 100 (the listener's rule quota)", l.Reserve)
 	}
 	if a.SecretRecoveryWindowDays < 7 || a.SecretRecoveryWindowDays > 30 {
 		bad("secretRecoveryWindowDays", "%d must be 7 to 30 (Secrets Manager's limits)", a.SecretRecoveryWindowDays)

@@ -33,6 +33,8 @@ func TestParseRejectsWithFieldNames(t *testing.T) {
 		{"missing listener", "  listenerArn: arn", "  listenerArnx: arn", `unknown field "listenerArnx"`},
 		{"bad proxy", "10.20.1.0/24]", "10.20.1.0/33]", "trustedProxies[1]"},
 		{"bad replicas", "replicas: 3", "replicas: 2", "streams.replicas"},
+		{"bad lockout rules", "lockout: {rulesPerApp: 4", "lockout: {rulesPerApp: 500", "aws.lockout.rulesPerApp"},
+		{"bad lockout reserve", "reserve: 10}", "reserve: -1}", "aws.lockout.reserve"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
