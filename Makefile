@@ -20,8 +20,18 @@ fmt:
 schema: ## regenerate manifests/servingapp.schema.json from the Go types
 	$(GO) test ./api/v1alpha1 -run TestSchemaFileIsInSyncWithTypes -update
 
-bench: ## the benchmarks whose figures the closing notes quote
+bench: ## the benchmarks whose figures the closing notes quote (about 15 minutes)
 	$(GO) test -run '^$$' -bench . -benchtime 2000x ./api/store/
+	$(GO) test -run '^$$' -bench RuntimeThroughput1000 -benchtime 10x ./controller/
+	$(GO) test -run '^$$' -bench ApplyLatencyBehindResync -benchtime 200x ./controller/
+	$(GO) test -run '^$$' -bench Fleet -benchtime 1x ./controller/aws/
+	$(GO) test -run '^$$' -bench 'TokenExchange|Invocation' ./internal/databricks/emulator/
+	$(GO) test -run '^$$' -bench AuthenticatedAPIMe -benchtime 20000x ./webapp/
+	$(GO) test -run '^$$' -bench InvocationAddedLatency -benchtime 2000x ./webapp/
+	$(GO) test -run '^$$' -bench Publisher ./api/audit/
+	$(GO) test -run '^$$' -bench AuditIngest -benchtime 200000x ./controller/usage/
+	$(GO) test -run '^$$' -bench AuditTail -benchtime 5x -timeout 30m ./cmd/servingctl/
+	$(GO) test -run '^$$' -bench ApplyToReady -benchtime 20x ./internal/devstack/
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ ./cmd/...
