@@ -246,6 +246,23 @@ func TestGracefulShutdownReleasesLease(t *testing.T) {
 	}
 }
 
+// leaseKV opens the lease bucket on its own connection (without reconnects,
+// so closing it kills the elector behind it), closed when the test ends.
+func leaseKV(t *testing.T, url string) (*nats.Conn, jetstream.KeyValue) {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, _ := jetstream.New(nc)
+	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, kv
+}
+
 // skewedClock is a real clock that runs ahead by a fixed offset, like a host
 // whose time is wrong.
 type skewedClock struct {
@@ -260,19 +277,6 @@ func (c skewedClock) Now() time.Time { return time.Now().Add(c.ahead) }
 // must still take over once renewals stop.
 func TestStandbyWithSkewedClockNeverTakesAHeldLease(t *testing.T) {
 	url, _ := natstest.Start(t)
-	kvFor := func() (*nats.Conn, jetstream.KeyValue) {
-		nc, err := nats.Connect(url, nats.MaxReconnects(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc, kv
-	}
 	var leading atomic.Int32
 	var twoAtOnce atomic.Bool
 	mk := func(kv jetstream.KeyValue, id string, clk clock.Clock) *controller.LeaderElector {
@@ -290,12 +294,12 @@ func TestStandbyWithSkewedClockNeverTakesAHeldLease(t *testing.T) {
 			<-work.Done()
 		}
 	}
-	ncA, kvA := kvFor()
+	ncA, kvA := leaseKV(t, url)
 	ledA, doneA := make(chan struct{}), make(chan error, 1)
 	go func() { doneA <- mk(kvA, "a", clock.Real{}).Run(context.Background(), lead(ledA)) }()
 	<-ledA
 
-	_, kvB := kvFor()
+	_, kvB := leaseKV(t, url)
 	ctxB, cancelB := context.WithCancel(context.Background())
 	defer cancelB()
 	ledB := make(chan struct{})
@@ -339,19 +343,6 @@ func (c sleeperClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 // while the old leader still does.
 func TestStandbyTakesOverWithin20sAtTheDefaults(t *testing.T) {
 	url, _ := natstest.Start(t)
-	kvFor := func() (*nats.Conn, jetstream.KeyValue) {
-		nc, err := nats.Connect(url, nats.MaxReconnects(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
-		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc, kv
-	}
 	clk := clock.NewManual(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
 	var aWaits, bWaits, leading atomic.Int32
 	var twoAtOnce, aStopped atomic.Bool
@@ -388,11 +379,11 @@ func TestStandbyTakesOverWithin20sAtTheDefaults(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 
-	ncA, kvA := kvFor()
+	ncA, kvA := leaseKV(t, url)
 	ledA := make(chan struct{})
 	doneA := run(kvA, "a", &aWaits, ledA)
 	<-ledA
-	_, kvB := kvFor()
+	_, kvB := leaseKV(t, url)
 	ledB := make(chan struct{})
 	run(kvB, "b", &bWaits, ledB)
 	for range 300 { // 30 simulated seconds of renewals: b stays a standby
