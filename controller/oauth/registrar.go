@@ -349,9 +349,45 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 	if err := r.reconcileRecord(ctx, app, want, rec); err != nil {
 		return v1.Condition{}, err
 	}
+	if err := r.dropManaged(ctx, app, rec); err != nil {
+		return v1.Condition{}, err
+	}
 	app.OAuth.ClientID = in.ClientID
 	app.Env[appenv.ClientID] = in.ClientID
 	return r.registered(app, updated, r.Clock.Now()), nil
+}
+
+// dropManaged deletes the managed integration an app had before it moved to
+// an existing one (called once the existing one has the app's redirect URL,
+// so logins never break): nobody signs in through it any more, and left
+// alone it would stay in the account with nothing owning it. Its client
+// secret stays among the app's secrets, deleted with the app, with the
+// integration id tag emptied so the next reconcile finds nothing to do.
+func (r *Registrar) dropManaged(ctx context.Context, app *model.App, rec model.Recorder) error {
+	name := r.SecretName(app.Ref)
+	ref, tags, ok, err := r.Secrets.DescribeSecret(ctx, name)
+	if err != nil {
+		return fmt.Errorf("read client secret %s: %w", name, err)
+	}
+	id := tags[TagIntegrationID]
+	if !ok || id == "" || id == app.OAuth.IntegrationID {
+		return nil
+	}
+	in, err := r.Account.GetCustomAppIntegration(ctx, id)
+	switch {
+	case databricks.IsNotFound(err):
+	case err != nil:
+		return classify("read the app's former OAuth integration "+id, err)
+	case in.Name == r.IntegrationName(app.Ref): // ours by name, not someone's integration the tag was edited to
+		if err := r.Account.DeleteCustomAppIntegration(ctx, id); err != nil && !databricks.IsNotFound(err) {
+			return classify("delete the app's former OAuth integration "+id, err)
+		}
+		rec.Event(ctx, "OAuthIntegrationDeleted", fmt.Sprintf("integration %s deleted: the app now signs in through integration %s", id, app.OAuth.IntegrationID))
+	}
+	if err := r.Secrets.TagSecret(ctx, ref, map[string]string{TagIntegrationID: ""}); err != nil {
+		return fmt.Errorf("untag client secret %s from integration %s: %w", name, id, err)
+	}
+	return nil
 }
 
 // stamp records in the tags of the secret ref that this controller changes

@@ -644,3 +644,52 @@ func existingAdd(scopes []string) func(t *testing.T, f *fixture, api oauth.Accou
 		return a
 	}
 }
+
+// TestManagedToExistingDeletesTheFormerManagedIntegration: an app that moves
+// from its own managed integration to a shared one leaves no integration of
+// its own behind, once the shared one has its redirect URL; a spec pointing
+// "existing" at the app's own managed integration keeps it.
+func TestManagedToExistingDeletesTheFormerManagedIntegration(t *testing.T) {
+	scopes := []string{"openid", "email", "profile", "offline_access", "all-apis"}
+	for _, pointAtOwn := range []bool{false, true} {
+		t.Run(map[bool]string{false: "to a shared integration", true: "to its own managed integration"}[pointAtOwn], func(t *testing.T) {
+			f := newFixture(t)
+			ctx := context.Background()
+			managed := testApp("web", v1.IntegrationManaged, "")
+			if _, err := f.reg.Register(ctx, managed, &recorder{}); err != nil {
+				t.Fatal(err)
+			}
+			own := managed.OAuth.IntegrationID
+			target := own
+			if !pointAtOwn {
+				shared, _, _ := f.em.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true, RedirectURLs: []string{"https://other.example.com/callback"}, Scopes: scopes})
+				target = shared.IntegrationID
+			}
+			moved := testApp("web", v1.IntegrationExisting, target)
+			rec := &recorder{}
+			if _, err := f.registrar(f.account).Register(ctx, moved, rec); err != nil { // a restarted controller
+				t.Fatal(err)
+			}
+			in, _ := f.em.Integration(target)
+			if !slices.Contains(in.RedirectURLs, moved.OAuth.RedirectURL) {
+				t.Fatalf("target %v lacks %s", in.RedirectURLs, moved.OAuth.RedirectURL)
+			}
+			// Kept when it is the target, gone otherwise.
+			if _, ownLeft := f.em.Integration(own); ownLeft != pointAtOwn {
+				t.Fatalf("own managed integration %s present: %v, want %v", own, ownLeft, pointAtOwn)
+			}
+			_, recorded := rec.message("OAuthIntegrationDeleted")
+			if recorded == pointAtOwn {
+				t.Fatalf("OAuthIntegrationDeleted recorded: %v", recorded)
+			}
+			// The next reconcile has nothing left to delete.
+			again := &recorder{}
+			if _, err := f.reg.Register(ctx, testApp("web", v1.IntegrationExisting, target), again); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := again.message("OAuthIntegrationDeleted"); ok {
+				t.Fatal("deleted again on the next reconcile")
+			}
+		})
+	}
+}
