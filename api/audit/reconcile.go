@@ -79,8 +79,13 @@ func PublishReconcileEvent(ctx context.Context, js jetstream.JetStream, id strin
 }
 
 // LastReconcileEvents returns up to n of the newest events of one app, oldest
-// first, reading with an ephemeral ordered consumer that leaves the stream as
-// it is.
+// first, reading with ephemeral consumers that leave the stream as it is.
+//
+// JetStream reads a subject forwards only, and an app may have tens of
+// thousands of events in the 30 days the stream keeps, so it does not read
+// them all: it looks back from the end of the stream in growing windows of
+// stream sequences until a window holds n events of the app (the server
+// counts them, as the consumer's pending messages), then reads that window.
 func LastReconcileEvents(ctx context.Context, js jetstream.JetStream, namespace, name string, n int) ([]CloudEvent, []ReconcileEvent, error) {
 	s, err := js.Stream(ctx, EventsStream)
 	if err != nil {
@@ -91,22 +96,50 @@ func LastReconcileEvents(ctx context.Context, js jetstream.JetStream, namespace,
 	if err != nil {
 		return nil, nil, fmt.Errorf("read stream %s: %w", EventsStream, err)
 	}
-	total := info.State.Subjects[subj]
-	if total == 0 {
+	if info.State.Subjects[subj] == 0 || n <= 0 {
 		return nil, nil, nil
 	}
-	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}})
-	if err != nil {
-		return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+	first, last := info.State.FirstSeq, info.State.LastSeq
+	for window := uint64(64 * n); ; window *= 8 {
+		start := first
+		if last > window && last-window > first {
+			start = last - window
+		}
+		cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+			FilterSubject:     subj,
+			DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:       start,
+			AckPolicy:         jetstream.AckNonePolicy,
+			InactiveThreshold: time.Minute, // gone by itself if this process dies
+			MemoryStorage:     true,
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+		}
+		pending := cons.CachedInfo().NumPending
+		if pending < uint64(n) && start > first {
+			_ = s.DeleteConsumer(ctx, cons.CachedInfo().Name)
+			continue // too few in this window: look further back
+		}
+		envs, evs, err := readLast(cons, pending, n)
+		_ = s.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+		}
+		return envs, evs, nil
 	}
+}
+
+// readLast reads total messages from cons and keeps the last n events.
+func readLast(cons jetstream.Consumer, total uint64, n int) ([]CloudEvent, []ReconcileEvent, error) {
 	var (
 		envs []CloudEvent
 		evs  []ReconcileEvent
 	)
 	for read := uint64(0); read < total; {
-		batch, err := c.Fetch(int(min(total-read, 500)), jetstream.FetchMaxWait(2*time.Second))
+		batch, err := cons.Fetch(int(min(total-read, 500)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+			return nil, nil, err
 		}
 		got := 0
 		for m := range batch.Messages() {
@@ -122,7 +155,7 @@ func LastReconcileEvents(ctx context.Context, js jetstream.JetStream, namespace,
 			}
 		}
 		if err := batch.Error(); err != nil && got == 0 {
-			return nil, nil, fmt.Errorf("read events of %s/%s: %w", namespace, name, err)
+			return nil, nil, err
 		}
 		if got == 0 {
 			break
