@@ -11,7 +11,6 @@ import (
 	"github.com/servingapp/servingapp/controller/local"
 	"github.com/servingapp/servingapp/controller/oauth"
 	"github.com/servingapp/servingapp/internal/databricks"
-	"github.com/servingapp/servingapp/internal/databricks/emulator"
 )
 
 // stalePatch is an AccountAPI whose first PATCH waits until every writer has
@@ -48,14 +47,7 @@ func (s *stalePatch) UpdateCustomAppIntegration(ctx context.Context, id string, 
 // after writing sees its URL gone and merges again.
 func TestTwoControllersRegisteringOnASharedIntegrationAtOnceBothEndUpListed(t *testing.T) {
 	f := newFixture(t)
-	shared, _, err := f.em.RegisterIntegration(emulator.Integration{
-		Name: "shared-by-admin", Confidential: true,
-		RedirectURLs: []string{"https://other.example.com/callback"},
-		Scopes:       []string{"openid", "email", "profile", "offline_access", "all-apis"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared := f.adminIntegration(t)
 	var arrived, patched sync.WaitGroup
 	arrived.Add(2)
 	patched.Add(2)

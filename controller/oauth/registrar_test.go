@@ -77,6 +77,21 @@ func newFixture(t *testing.T, opts ...emulator.Options) *fixture {
 	return f
 }
 
+// adminIntegration registers an integration an admin made by hand, with a
+// redirect URL of its own, for apps in existing mode to share.
+func (f *fixture) adminIntegration(t *testing.T) emulator.Integration {
+	t.Helper()
+	in, _, err := f.em.RegisterIntegration(emulator.Integration{
+		Name: "shared-by-admin", Confidential: true,
+		RedirectURLs: []string{"https://other.example.com/callback"},
+		Scopes:       []string{"openid", "email", "profile", "offline_access", "all-apis"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return in
+}
+
 // registrar returns a new registrar (a new controller process: nothing in
 // memory) on the fixture's secret store, calling the account API through api.
 func (f *fixture) registrar(api oauth.AccountAPI) *oauth.Registrar {
@@ -196,14 +211,7 @@ func TestCrashBetweenCreateAndStoreRecreates(t *testing.T) {
 
 func TestExistingIntegrationConcurrentRegistrationKeepsBoth(t *testing.T) {
 	f := newFixture(t)
-	shared, _, err := f.em.RegisterIntegration(emulator.Integration{
-		Name: "shared-by-admin", Confidential: true,
-		RedirectURLs: []string{"https://other.example.com/callback"},
-		Scopes:       []string{"openid", "email", "profile", "offline_access", "all-apis"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	shared := f.adminIntegration(t)
 	var wg sync.WaitGroup
 	apps := make([]*model.App, 6)
 	errs := make([]error, len(apps))
