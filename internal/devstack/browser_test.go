@@ -33,7 +33,8 @@ func chromium(t *testing.T) string {
 }
 
 // TestBrowserLogsInAndSummarizes drives real Chromium: the app's home page,
-// the emulator's login page, the user card, the summarizer form and its result.
+// a text typed before sign-in, the emulator's login page, the summary of
+// that text after it, the user card, the summarizer form and its result.
 func TestBrowserLogsInAndSummarizes(t *testing.T) {
 	exe := chromium(t)
 	s := startStack(t)
@@ -81,15 +82,27 @@ func TestBrowserLogsInAndSummarizes(t *testing.T) {
 		"End users log in with their Databricks identity through OpenID Connect. " +
 		"Every invocation of the serving endpoint is recorded as an audit event on NATS JetStream. " +
 		"Security teams read those events to see who called which model and when."
-	var name, email, summary string
+	var early, name, email, summary string
+	// A text typed before signing in: the form posts to the app, which keeps
+	// the text and sends the browser on through its continue page (CSP
+	// form-action 'self' holds the whole redirect chain of a submission) to
+	// the emulator's login page; after sign-in the summary is shown.
 	err := chromedp.Do(bctx,
 		chromedp.Navigate(appURL),
 		chromedp.WaitVisible(chromedp.CSS("#login")),
-		chromedp.Click(chromedp.CSS("#login")),
+		chromedp.SetValue(chromedp.CSS("#text"), text),
+		chromedp.Click(chromedp.CSS("#summarize")),
 		chromedp.WaitVisible(chromedp.CSS("#login-alice")),
 		chromedp.Click(chromedp.CSS("#login-alice")),
-		chromedp.WaitVisible(chromedp.CSS("#user-name")),
+		chromedp.WaitVisible(chromedp.CSS("#summary")),
 	)
+	if err == nil {
+		early, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#summary")))
+	}
+	// Signed in now: the home page shows the user card, and the form works.
+	if err == nil {
+		err = chromedp.Do(bctx, chromedp.Navigate(appURL), chromedp.WaitVisible(chromedp.CSS("#user-name")))
+	}
 	if err == nil {
 		name, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#user-name")))
 	}
@@ -106,8 +119,9 @@ func TestBrowserLogsInAndSummarizes(t *testing.T) {
 	if err == nil {
 		summary, err = chromedp.Run(bctx, chromedp.Text(chromedp.CSS("#summary")))
 	}
-	if err == nil && (!strings.Contains(name, "Alice") || !strings.Contains(email, "alice@example.com") || len(strings.TrimSpace(summary)) < 20) {
-		err = fmt.Errorf("unexpected page content: name %q, email %q, summary %q", name, email, summary)
+	if err == nil && (!strings.Contains(name, "Alice") || !strings.Contains(email, "alice@example.com") ||
+		len(strings.TrimSpace(summary)) < 20 || strings.TrimSpace(early) != strings.TrimSpace(summary)) {
+		err = fmt.Errorf("unexpected page content: name %q, email %q, summary %q, summary of the text typed before sign-in %q", name, email, summary, early)
 	}
 	if err != nil {
 		sctx, scancel := context.WithTimeout(browser, 10*time.Second)
