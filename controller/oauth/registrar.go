@@ -124,10 +124,21 @@ func (r *Registrar) lock(id string) func() {
 	return l.Unlock
 }
 
-// IntegrationName is the name of an app's managed integration.
+// IntegrationName is the name of an app's managed integration:
+// "servingapp-<controller>-<namespace>-<name>-<hash>". The readable part
+// alone is ambiguous ('-' may occur in each piece: team-a/web and team/a-web
+// would share it), and the registrar deletes integrations it finds under an
+// app's name without a stored secret, so the name ends in a hash of the
+// controller id, namespace and name, which ('/' occurs in none of them)
+// tells every app of every controller apart.
 func (r *Registrar) IntegrationName(ref model.Ref) string {
-	return fmt.Sprintf("servingapp-%s-%s-%s", r.ControllerID, ref.Namespace, ref.Name)
+	sum := sha256.Sum256([]byte(r.ControllerID + "/" + ref.Namespace + "/" + ref.Name))
+	return fmt.Sprintf("servingapp-%s-%s-%s-%s", r.ControllerID, ref.Namespace, ref.Name, hex.EncodeToString(sum[:])[:integrationNameHashLen])
 }
+
+// integrationNameHashLen is how many hex digits of the hash end an
+// integration name (40 bits).
+const integrationNameHashLen = 10
 
 // SecretName is the name of an app's managed client secret.
 func (r *Registrar) SecretName(ref model.Ref) string {

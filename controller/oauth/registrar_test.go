@@ -148,7 +148,7 @@ func TestManagedRegistrationCreatesOnceAndStoresSecret(t *testing.T) {
 		t.Fatalf("condition %+v", cond)
 	}
 	in, ok := f.em.Integration(app.OAuth.IntegrationID)
-	if !ok || !in.Confidential || !slices.Equal(in.RedirectURLs, []string{app.OAuth.RedirectURL}) || in.Name != "servingapp-test-team-web" {
+	if !ok || !in.Confidential || !slices.Equal(in.RedirectURLs, []string{app.OAuth.RedirectURL}) || in.Name != f.reg.IntegrationName(app.Ref) || !strings.HasPrefix(in.Name, "servingapp-test-team-web-") {
 		t.Fatalf("integration %+v", in)
 	}
 	secret, err := f.plat.GetSecret(context.Background(), app.SecretEnv[appenv.ClientSecret])
@@ -182,20 +182,43 @@ func TestManagedRegistrationCreatesOnceAndStoresSecret(t *testing.T) {
 	}
 }
 
-// TestCrashBetweenCreateAndStoreRecreates: an integration with our name but no
-// stored secret is unusable (the secret is never returned again): the next
-// reconcile deletes it and creates a new one, with an event.
+// lostStore is a SecretStore whose PutSecret fails while cut is set, as a
+// controller that dies after Databricks created the integration but before
+// Secrets Manager stored its secret.
+type lostStore struct {
+	oauth.SecretStore
+	cut bool
+}
+
+func (l *lostStore) PutSecret(ctx context.Context, app *model.App, name string, value []byte, tags map[string]string) (string, error) {
+	if l.cut {
+		return "", errors.New("controller killed")
+	}
+	return l.SecretStore.PutSecret(ctx, app, name, value, tags)
+}
+
+// TestCrashBetweenCreateAndStoreRecreates: the controller dies between
+// creating the integration and storing its secret, so the integration is
+// unusable (the secret is never returned again): the next reconcile, by a
+// new controller process, deletes it and creates a new one, with an event.
 func TestCrashBetweenCreateAndStoreRecreates(t *testing.T) {
 	f := newFixture(t)
-	lost, err := f.account.CreateCustomAppIntegration(context.Background(), databricks.CreateCustomAppIntegrationRequest{
-		Name: "servingapp-test-team-web", Confidential: true, RedirectURLs: []string{"https://web.apps.example.com/oauth/callback"}, Scopes: []string{"openid"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec := &recorder{}
+	dying := f.registrar(f.account)
+	store := &lostStore{SecretStore: f.plat, cut: true}
+	dying.Secrets = store
 	app := testApp("web", v1.IntegrationManaged, "")
-	if _, err := f.reg.Register(context.Background(), app, rec); err != nil {
+	if _, err := dying.Register(context.Background(), app, &recorder{}); err == nil {
+		t.Fatal("register succeeded although the secret could not be stored")
+	}
+	all := f.em.Integrations()
+	if len(all) != 1 {
+		t.Fatalf("%d integrations after the crash, want the 1 created", len(all))
+	}
+	lost := all[0]
+
+	rec := &recorder{}
+	app = testApp("web", v1.IntegrationManaged, "")
+	if _, err := f.registrar(f.account).Register(context.Background(), app, rec); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := f.em.Integration(lost.IntegrationID); ok {
@@ -206,6 +229,55 @@ func TestCrashBetweenCreateAndStoreRecreates(t *testing.T) {
 	}
 	if !slices.Contains(rec.reasons, "OAuthIntegrationRecreated") {
 		t.Fatalf("events %v", rec.reasons)
+	}
+	secret, err := f.plat.GetSecret(context.Background(), app.SecretEnv[appenv.ClientSecret])
+	if err != nil || len(secret) == 0 {
+		t.Fatalf("client secret of the new integration not stored: %v", err)
+	}
+}
+
+// TestAppsWhoseNamesJoinAlikeKeepTheirOwnIntegrations: team-a/web and
+// team/a-web (and two controllers whose ids and namespaces join alike) would
+// share "servingapp-<controller>-<namespace>-<name>"; each must keep its own
+// integration rather than take the other's for one whose secret was lost.
+func TestAppsWhoseNamesJoinAlikeKeepTheirOwnIntegrations(t *testing.T) {
+	f := newFixture(t)
+	type party struct {
+		reg *oauth.Registrar
+		app *model.App
+	}
+	other := f.registrar(f.account)
+	other.ControllerID = "test-team"
+	a := testApp("web", v1.IntegrationManaged, "")
+	a.Ref.Namespace = "team-a"
+	b := testApp("a-web", v1.IntegrationManaged, "")
+	c := testApp("web", v1.IntegrationManaged, "")
+	c.Ref.Namespace = "a"
+	// test + team-a/web, test + team/a-web and test-team + a/web all join
+	// to "servingapp-test-team-a-web".
+	parties := []party{{f.reg, a}, {f.reg, b}, {other, c}}
+	names := map[string]bool{}
+	for _, p := range parties {
+		names[p.reg.IntegrationName(p.app.Ref)] = true
+	}
+	if len(names) != len(parties) {
+		t.Fatalf("integration names collide: %v", names)
+	}
+	for round := range 2 {
+		for _, p := range parties {
+			app := testApp(p.app.Ref.Name, v1.IntegrationManaged, "")
+			app.Ref = p.app.Ref
+			rec := &recorder{}
+			if _, err := p.reg.Register(context.Background(), app, rec); err != nil {
+				t.Fatalf("round %d, %s: %v", round, app.Ref, err)
+			}
+			if slices.Contains(rec.reasons, "OAuthIntegrationRecreated") {
+				t.Fatalf("round %d, %s deleted another app's integration: %v", round, app.Ref, rec.messages)
+			}
+		}
+	}
+	if n := len(f.em.Integrations()); n != len(parties) {
+		t.Fatalf("%d integrations, want %d", n, len(parties))
 	}
 }
 
