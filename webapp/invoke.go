@@ -259,9 +259,9 @@ func (a *App) summarize(w http.ResponseWriter, r *http.Request, l *session.Loade
 	}
 	if err != nil {
 		ie := a.classify(ctx, err)
-		inv.status, inv.code, inv.message = ie.status, ie.code, ie.english()
+		inv.status, inv.code, inv.message = ie.status, ie.code, ie.audited()
 		a.recordInvocation(r, l, inv)
-		a.log.Warn("invocation failed", "request_id", info(r).id, "status", ie.status, "code", ie.code, "err", err)
+		a.log.Warn("invocation failed", "request_id", info(r).id, "status", ie.status, "code", ie.code, "err", loggable(err))
 		if ie.retryAfter > 0 {
 			w.Header().Set("Retry-After", formatSeconds(ie.retryAfter))
 		}
@@ -371,9 +371,9 @@ func (a *App) handleAPIInvoke(w http.ResponseWriter, r *http.Request) {
 // invokeFailed answers an API invocation's failure with a clear JSON error.
 func (a *App) invokeFailed(ctx context.Context, w http.ResponseWriter, r *http.Request, l *session.Loaded, inv invocation, err error) {
 	ie := a.classify(ctx, err)
-	inv.status, inv.code, inv.message = ie.status, ie.code, ie.english()
+	inv.status, inv.code, inv.message = ie.status, ie.code, ie.audited()
 	a.recordInvocation(r, l, inv)
-	a.log.Warn("invocation failed", "request_id", info(r).id, "status", ie.status, "code", ie.code, "err", err)
+	a.log.Warn("invocation failed", "request_id", info(r).id, "status", ie.status, "code", ie.code, "err", loggable(err))
 	writeJSONError(w, ie.status, ie.code, ie.english(), ie.retryAfter)
 }
 
@@ -519,9 +519,33 @@ type invokeError struct {
 	key        string
 	args       []any
 	retryAfter time.Duration
+	// quotesEndpoint says args hold the endpoint's own words, which may
+	// quote the user's input: the user is shown them, the audit trail and
+	// the logs are not (they carry the prompt's hash, never its text).
+	quotesEndpoint bool
 }
 
+// english is what the user is told, in English (the API's language).
 func (e invokeError) english() string { return message("en", e.key, e.args...) }
+
+// audited is what the audit event and the log say: english without the
+// endpoint's own words, which become its error code.
+func (e invokeError) audited() string {
+	if e.quotesEndpoint {
+		return message("en", e.key, "error code "+e.code)
+	}
+	return e.english()
+}
+
+// loggable describes err for the log: a Databricks error by its status and
+// code only, since its message may quote the request.
+func loggable(err error) string {
+	var apiErr *databricks.APIError
+	if errors.As(err, &apiErr) {
+		return apiErrorSummary(err)
+	}
+	return err.Error()
+}
 
 // classify maps a serving endpoint failure to what the user is told.
 func (a *App) classify(ctx context.Context, err error) invokeError {
@@ -544,7 +568,7 @@ func (a *App) classify(ctx context.Context, err error) invokeError {
 	case databricks.IsUnauthenticated(err):
 		return invokeError{status: http.StatusUnauthorized, code: "UNAUTHENTICATED", key: "err_session_ended"}
 	case databricks.IsBadRequest(err) && apiErr != nil:
-		return invokeError{status: http.StatusBadRequest, code: apiErr.ErrorCode, key: "err_bad_request", args: []any{truncate(apiErr.Message, 500)}}
+		return invokeError{status: http.StatusBadRequest, code: apiErr.ErrorCode, key: "err_bad_request", args: []any{truncate(apiErr.Message, 500)}, quotesEndpoint: true}
 	case databricks.IsUnavailable(err):
 		return invokeError{status: http.StatusServiceUnavailable, code: "TEMPORARILY_UNAVAILABLE", key: "err_unavailable", retryAfter: retryAfter}
 	case errors.Is(err, databricks.ErrDeadlineExceeded):

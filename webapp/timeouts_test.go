@@ -162,3 +162,40 @@ func deadlineMessage(t *testing.T, resp *http.Response, body string) string {
 	}
 	return e.Message
 }
+
+// TestEndpointWordsQuotingTheInputStayOutOfAuditAndLogs: a serving endpoint's
+// 400 may quote what the user sent. The user is shown the endpoint's words;
+// the invocation.failed event and the log say the error code instead, since
+// the audit trail keeps a prompt's hash and never its text.
+func TestEndpointWordsQuotingTheInputStayOutOfAuditAndLogs(t *testing.T) {
+	const quoted = "quarterly-merger-plan-do-not-share"
+	h := newHarness(t, options{nats: true})
+	in := h.instances[0]
+	b := h.browser()
+	b.login(in, "alice@example.com")
+	resp, body := b.postJSON(in.at("/api/invoke"), b.csrf(in), map[string]any{
+		"messages": []map[string]string{{"role": quoted, "content": summaryText}},
+	})
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, quoted) || !strings.Contains(body, "INVALID_PARAMETER_VALUE") {
+		t.Fatalf("%d %s, want 400 showing the user the endpoint's words", resp.StatusCode, body)
+	}
+	evs := h.events()
+	ev := eventFor(t, evs, audit.InvocationFailed, resp.Header.Get("X-Request-Id")).Event
+	if ev.StatusCode != "INVALID_PARAMETER_VALUE" || !strings.Contains(ev.Message, "INVALID_PARAMETER_VALUE") {
+		t.Fatalf("invocation.failed: code %q, message %q; want the error code", ev.StatusCode, ev.Message)
+	}
+	for _, e := range evs {
+		raw, _ := json.Marshal(e.Envelope)
+		for _, text := range []string{quoted, summaryText} {
+			if strings.Contains(string(raw), text) {
+				t.Errorf("a %s event contains the user's input %.20q…", e.Envelope.Type, text)
+			}
+		}
+	}
+	for _, text := range []string{quoted, summaryText} {
+		if strings.Contains(h.logs.String(), text) {
+			t.Errorf("a log line contains the user's input %.20q…", text)
+		}
+	}
+	checkSchemas(t, evs)
+}

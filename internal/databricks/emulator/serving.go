@@ -282,7 +282,7 @@ func parseChat(ep endpoint, req *chatRequest) (completion, string) {
 		switch m.Role {
 		case "system", "user", "assistant":
 		default:
-			return completion{}, fmt.Sprintf("messages[%d].role must be system, user or assistant.", i)
+			return completion{}, fmt.Sprintf("messages[%d].role %q must be system, user or assistant.", i, m.Role)
 		}
 		text, err := m.text()
 		if err != nil {
