@@ -185,6 +185,13 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	if code, _ := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 403 {
 		t.Fatalf("blocked address got %d", code)
 	}
+	// Lifting the lockout lets the address in again.
+	if err := p.SetBlocked(context.Background(), m.Ref, nil); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 200 {
+		t.Fatalf("after the lockout was lifted: %d", code)
+	}
 
 	obs, _ := p.Observe(context.Background(), m)
 	if err := p.Delete(context.Background(), m, obs, false, &nopRecorder{}); err != nil {

@@ -112,8 +112,11 @@ func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	// The audit consumer (status.usage; autoscaling and lockout when the
 	// platform can) runs while this controller leads; see controller/usage.
 	var ctrl *controller.Controller
-	scaler, _ := d.Platform.(usage.Scaler)
-	blocker, _ := d.Platform.(usage.Blocker)
+	scaler, canScale := d.Platform.(usage.Scaler)
+	blocker, canBlock := d.Platform.(usage.Blocker)
+	if !canScale || !canBlock {
+		d.Log.Warn("the platform cannot scale apps or block addresses: spec.autoscaling or spec.identity.lockout has no effect", "autoscaling", canScale, "lockout", canBlock)
+	}
 	usageEngine, err := usage.New(usage.Options{
 		JetStream: js, Store: st, Recorder: rec, Scaler: scaler, Blocker: blocker,
 		Requeue: func(app model.Ref) { // reconcile soon after a scale
