@@ -146,8 +146,67 @@ func TestReconcilerRunsAppsOnAWSFromStoreToDeletion(t *testing.T) {
 	if sec.DeletedDate == nil {
 		t.Error("the client secret is not scheduled for deletion")
 	}
+	if left := db.Integrations(); len(left) != 0 {
+		t.Errorf("the app's OAuth integration is still in the Databricks account: %+v", left)
+	}
 	if n := e.srv.Calls().Outcome(awsemu.OutcomeServerError); n != 0 {
 		t.Errorf("%d server errors", n)
+	}
+}
+
+// TestManagedCrashBetweenCreateAndStoreOnSecretsManager: Databricks creates
+// the app's integration, then Secrets Manager fails every attempt to store
+// its client secret (the controller's last act before it dies). A new
+// controller process finds an integration whose secret can never be read
+// again, deletes it, creates another and stores that one's secret: one
+// integration, one tagged secret, and a warning event saying why.
+func TestManagedCrashBetweenCreateAndStoreOnSecretsManager(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	account := must(databricks.NewAccountClient(databricks.AccountConfig{
+		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
+	}))(t)
+	newRegistrar := func() *oauth.Registrar { // a new controller process
+		return &oauth.Registrar{Account: account, Secrets: e.platform(), Clock: e.clk, ControllerID: testController, SecretPrefix: "servingapp/"}
+	}
+	managed := func() *model.App { return app(t, "managed-web") }
+
+	if err := e.srv.SetFaults(awsemu.Fault{Service: awsemu.ServiceSecretsManager, Operation: "CreateSecret", Kind: awsemu.FaultServerError, Fraction: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := newRegistrar().Register(ctx, managed(), &events{}); err == nil {
+		t.Fatal("registration succeeded although its client secret could not be stored")
+	}
+	lost := db.Integrations()
+	if len(lost) != 1 {
+		t.Fatalf("%d integrations after the failed store, want the 1 created", len(lost))
+	}
+	e.srv.ClearFaults()
+
+	rec := &events{}
+	a := managed()
+	if _, err := newRegistrar().Register(ctx, a, rec); err != nil {
+		t.Fatal(err)
+	}
+	now := db.Integrations()
+	if len(now) != 1 || now[0].IntegrationID == lost[0].IntegrationID || a.OAuth.IntegrationID != now[0].IntegrationID {
+		t.Fatalf("integrations %+v, app uses %s; want one new integration in place of %s", now, a.OAuth.IntegrationID, lost[0].IntegrationID)
+	}
+	if !slices.Contains(rec.reasons(), "OAuthIntegrationRecreated") {
+		t.Errorf("events %v, want OAuthIntegrationRecreated", rec.reasons())
+	}
+	sec := must(e.raw.sm.DescribeSecret(ctx, &sm.DescribeSecretInput{SecretId: awssdk.String(newRegistrar().SecretName(a.Ref))}))(t)
+	if tags := smTags(sec.Tags); tags[oauth.TagIntegrationID] != now[0].IntegrationID || tags[model.TagManagedBy] != testController {
+		t.Errorf("client secret tags %v", tags)
+	}
+	val := must(e.raw.sm.GetSecretValue(ctx, &sm.GetSecretValueInput{SecretId: sec.ARN}))(t)
+	if awssdk.ToString(val.SecretString) == "" {
+		t.Error("the stored client secret is empty")
 	}
 }
 
