@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -875,5 +876,76 @@ func TestStreamEndingWithoutDoneIsCleanOnlyAfterAFinishReason(t *testing.T) {
 				t.Fatalf("err %v after %d chunks, want %v", err, chunks, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestAccountTokenRequestIsClientCredentialsWithHTTPBasic pins the M2M token
+// request as Databricks documents it (and its SDKs send it): POST to
+// /oidc/accounts/<id>/v1/token, grant_type=client_credentials and
+// scope=all-apis in the form, the service principal's id and secret in HTTP
+// Basic and never in the body; the token then goes out as a bearer token.
+// The emulator takes either client authentication, so only this test would
+// see the client drift to the form body.
+func TestAccountTokenRequestIsClientCredentialsWithHTTPBasic(t *testing.T) {
+	const id, secret, accountID = "sp-client-id", "sp/secret+with=chars", "acct-123"
+	type seen struct {
+		path, method, user, pass, contentType string
+		basic                                 bool
+		form                                  map[string][]string
+	}
+	var (
+		mu     sync.Mutex
+		tokens []seen
+		bearer []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		if strings.HasPrefix(r.URL.Path, "/oidc/") {
+			user, pass, ok := r.BasicAuth()
+			_ = r.ParseForm()
+			tokens = append(tokens, seen{path: r.URL.Path, method: r.Method, user: user, pass: pass, basic: ok,
+				contentType: r.Header.Get("Content-Type"), form: r.PostForm})
+			_ = json.NewEncoder(w).Encode(map[string]any{"access_token": "m2m-token", "token_type": "Bearer", "expires_in": 3600})
+			return
+		}
+		bearer = append(bearer, r.Header.Get("Authorization"))
+		_ = json.NewEncoder(w).Encode(map[string]any{"apps": []any{}})
+	}))
+	defer srv.Close()
+	account, err := databricks.NewAccountClient(databricks.AccountConfig{Host: srv.URL, AccountID: accountID, ClientID: id, ClientSecret: secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := account.ListCustomAppIntegrations(context.Background(), databricks.ListCustomAppIntegrationsRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(tokens) != 1 {
+		t.Fatalf("%d token requests, want 1", len(tokens))
+	}
+	tr := tokens[0]
+	// RFC 6749 §2.3.1: Basic credentials are form-urlencoded first, so a
+	// server decodes them; compare after decoding as the emulator does.
+	user, _ := url.QueryUnescape(tr.user)
+	pass, _ := url.QueryUnescape(tr.pass)
+	checks := []struct {
+		what string
+		ok   bool
+	}{
+		{"path /oidc/accounts/<id>/v1/token", tr.path == "/oidc/accounts/"+accountID+"/v1/token"},
+		{"method POST", tr.method == http.MethodPost},
+		{"form encoded", strings.HasPrefix(tr.contentType, "application/x-www-form-urlencoded")},
+		{"HTTP Basic with the client id and secret", tr.basic && user == id && pass == secret},
+		{"grant_type=client_credentials", slices.Equal(tr.form["grant_type"], []string{"client_credentials"})},
+		{"scope=all-apis", slices.Equal(tr.form["scope"], []string{"all-apis"})},
+		{"no client_secret in the body", len(tr.form["client_secret"]) == 0},
+		{"the token used as a bearer token", slices.Equal(bearer, []string{"Bearer m2m-token"})},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("token request: want %s; got %+v, API calls with %q", c.what, tr, bearer)
+		}
 	}
 }
