@@ -313,6 +313,12 @@ func (s *Store) Get(ctx context.Context, namespace, name string) (*v1alpha1.Serv
 // generation, and the object stays until RemoveFinalizer takes the last one.
 // Without finalizers it removes the object and its status at once. It
 // returns the object as last stored: it still exists iff it has finalizers.
+//
+// Raising generation at deletion departs from "spec changes only" on
+// purpose, as the Kubernetes API server does when it sets
+// deletionTimestamp: status.observedGeneration then tells whether the
+// controller has seen the deletion request, which an admin waiting on
+// `servingctl delete --wait` wants to know.
 func (s *Store) Delete(ctx context.Context, namespace, name string) (*v1alpha1.ServingApp, error) {
 	out, err := s.modify(ctx, namespace, name, func(cur *v1alpha1.ServingApp) (action, error) {
 		if len(cur.Metadata.Finalizers) == 0 {
