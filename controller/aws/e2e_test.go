@@ -40,14 +40,7 @@ func TestReconcilerRunsAppsOnAWSFromStoreToDeletion(t *testing.T) {
 	if err := audit.EnsureStreams(ctx, js, audit.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Shutdown(context.Background()) })
-	account := must(databricks.NewAccountClient(databricks.AccountConfig{
-		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
-	}))(t)
+	db, account := databricksAccount(t)
 	reg := prometheus.NewRegistry()
 	p := e.platformWith(func(o *Options) { o.Registerer = reg })
 	registrar := &oauth.Registrar{Account: account, Secrets: p, Clock: e.clk, ControllerID: testController, SecretPrefix: "servingapp/"}
@@ -163,14 +156,7 @@ func TestReconcilerRunsAppsOnAWSFromStoreToDeletion(t *testing.T) {
 func TestManagedCrashBetweenCreateAndStoreOnSecretsManager(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	account := must(databricks.NewAccountClient(databricks.AccountConfig{
-		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
-	}))(t)
+	db, account := databricksAccount(t)
 	newRegistrar := func() *oauth.Registrar { // a new controller process
 		return &oauth.Registrar{Account: account, Secrets: e.platform(), Clock: e.clk, ControllerID: testController, SecretPrefix: "servingapp/"}
 	}
@@ -210,6 +196,21 @@ func TestManagedCrashBetweenCreateAndStoreOnSecretsManager(t *testing.T) {
 	}
 }
 
+// databricksAccount starts a Databricks emulator for the test and returns it
+// with an account API client signed in as its admin service principal.
+func databricksAccount(t *testing.T) (*emulator.Server, *databricks.AccountClient) {
+	t.Helper()
+	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	account := must(databricks.NewAccountClient(databricks.AccountConfig{
+		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
+	}))(t)
+	return db, account
+}
+
 func label(m *dto.Metric, name string) string {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {
@@ -226,14 +227,7 @@ func label(m *dto.Metric, name string) string {
 func TestExistingModeRegistrationRecordInSecretsManager(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
-	db, err := emulator.Start(emulator.Options{Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = db.Close() })
-	account := must(databricks.NewAccountClient(databricks.AccountConfig{
-		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
-	}))(t)
+	db, account := databricksAccount(t)
 	shared, _, err := db.RegisterIntegration(emulator.Integration{Name: "shared", Confidential: true,
 		RedirectURLs: []string{"https://other.example.com/callback"}, Scopes: []string{"openid", "email", "profile", "offline_access", "all-apis"}})
 	if err != nil {
