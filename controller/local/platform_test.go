@@ -45,7 +45,8 @@ func (r *echoRunner) Start(_ context.Context, _ model.Ref, env map[string]string
 		if req.URL.Path == "/healthz" {
 			return
 		}
-		fmt.Fprintf(w, "instance=%d greeting=%s xff=%s path=%s", id, env["GREETING"], req.Header.Get("X-Forwarded-For"), req.URL.Path)
+		body, _ := io.ReadAll(req.Body)
+		fmt.Fprintf(w, "instance=%d greeting=%s xff=%s path=%s body=%s", id, env["GREETING"], req.Header.Get("X-Forwarded-For"), req.URL.Path, body)
 	}))
 	r.mu.Lock()
 	if r.running == nil {
@@ -106,9 +107,27 @@ func converge(t *testing.T, p *Platform, m *model.App) {
 // get sends a request through the gateway from the given local source address.
 func get(t *testing.T, gw string, from string, host, path string) (int, string) {
 	t.Helper()
+	r := send(t, gw, from, http.MethodGet, host, path, "")
+	return r.code, r.body
+}
+
+type response struct {
+	code        int
+	contentType string
+	body        string
+}
+
+// send sends a request with body (none when empty) through the gateway from
+// the given local source address.
+func send(t *testing.T, gw, from, method, host, path, body string) response {
+	t.Helper()
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
 	c := &http.Client{Transport: &http.Transport{DialContext: d.DialContext, DisableKeepAlives: true}}
-	req, _ := http.NewRequest(http.MethodGet, gw+path, nil)
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, _ := http.NewRequest(method, gw+path, rd)
 	req.Host = host
 	resp, err := c.Do(req)
 	if err != nil {
@@ -116,7 +135,14 @@ func get(t *testing.T, gw string, from string, host, path string) (int, string) 
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return response{resp.StatusCode, resp.Header.Get("Content-Type"), string(b)}
+}
+
+// isPage reports whether r is the gateway's own HTML page with code and text.
+func isPage(r response, code int, text string) bool {
+	return r.code == code && strings.HasPrefix(r.contentType, "text/html") &&
+		strings.Contains(r.body, fmt.Sprintf("<h1>%d ", code)) &&
+		strings.Contains(r.body, "servingapp dev gateway") && strings.Contains(r.body, text)
 }
 
 func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
@@ -144,16 +170,21 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	cases := []struct {
 		name, from, host, path string
 		code                   int
+		page                   string // the text of the gateway's own page; "" for the app's answer
 	}{
-		{"other source address", "127.0.0.2", "web.team.localhost", "/app/", 403},
-		{"unknown host", "127.0.0.1", "other.localhost", "/app/", 404},
-		{"path outside prefix", "127.0.0.1", "web.team.localhost", "/application", 404},
-		{"prefix itself", "127.0.0.1", "web.team.localhost", "/app", 200},
+		{"other source address", "127.0.0.2", "web.team.localhost", "/app/", 403, "is not on this app"},
+		{"unknown host", "127.0.0.1", "other.localhost", "/app/", 404, "No app is served"},
+		{"path outside prefix", "127.0.0.1", "web.team.localhost", "/application", 404, "No app is served"},
+		{"prefix itself", "127.0.0.1", "web.team.localhost", "/app", 200, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if code, body := get(t, gw.URL, tc.from, tc.host, tc.path); code != tc.code {
-				t.Fatalf("%d, want %d: %s", code, tc.code, body)
+			r := send(t, gw.URL, tc.from, http.MethodGet, tc.host, tc.path, "")
+			if r.code != tc.code {
+				t.Fatalf("%d, want %d: %s", r.code, tc.code, r.body)
+			}
+			if tc.page != "" && !isPage(r, tc.code, tc.page) {
+				t.Fatalf("not the gateway's %d page saying %q: %s %s", tc.code, tc.page, r.contentType, r.body)
 			}
 		})
 	}
@@ -182,8 +213,10 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	if err := p.SetBlocked(context.Background(), m.Ref, []netip.Addr{netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 403 {
-		t.Fatalf("blocked address got %d", code)
+	if r := send(t, gw.URL, "127.0.0.1", http.MethodGet, "web.team.localhost", "/app/", ""); r.code != 403 {
+		t.Fatalf("blocked address got %d", r.code)
+	} else if !isPage(r, 403, "from your address is blocked") {
+		t.Fatalf("blocked address: not the gateway's lockout page: %s %s", r.contentType, r.body)
 	}
 	// Lifting the lockout lets the address in again.
 	if err := p.SetBlocked(context.Background(), m.Ref, nil); err != nil {
