@@ -2,6 +2,7 @@ package controller_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -270,41 +271,241 @@ func TestInvalidModelIsTerminal(t *testing.T) {
 	}
 }
 
-// TestCrashAtEveryCallConverges crashes the controller after the Kth platform
-// call of a cold create, for every K, then runs a fresh reconciler: the app
-// converges with exactly one of each resource.
-func TestCrashAtEveryCallConverges(t *testing.T) {
-	e := newEnv(t)
-	// Count the calls a clean create makes.
-	e.apply(testApp("probe"))
-	converge(t, e.reconciler(), "team.probe", 5)
-	total := len(e.plat.Calls())
-	if total < 6 {
-		t.Fatalf("only %d calls in a create", total)
+// process is one run of the controller binary: its own view of the platform
+// and its own recorder (whose repeat suppression is process memory), over
+// the store and the platform's resources, which outlive it.
+type process struct {
+	plat *platformtest.Platform
+	r    *controller.Reconciler
+}
+
+// start starts a new controller process.
+func (e *env) start() *process {
+	plat := e.plat.Restart()
+	r := e.reconciler()
+	r.Platform = plat
+	r.Recorder = &controller.StreamRecorder{JS: e.js, Log: slog.New(slog.DiscardHandler), Clock: e.clock, ControllerID: "test"}
+	return &process{plat: plat, r: r}
+}
+
+// runUntilCrash reconciles key as a worker would (again while it asks for a
+// requeue or fails) until the platform crashes the process at the call chosen
+// with CrashAt. It fails the test if the key converges first: the crash point
+// was never reached.
+func (p *process) runUntilCrash(t *testing.T, key string, k int) {
+	t.Helper()
+	for range 10 {
+		var (
+			res controller.Result
+			err error
+		)
+		if platformtest.Crashed(func() { res, err = p.r.Reconcile(context.Background(), key) }) {
+			return
+		}
+		if p.plat.Crashes() > 0 {
+			t.Fatalf("crash at call %d: the reconcile returned (%v) instead of dying: something recovered the crash", k, err)
+		}
+		if err == nil && res.RequeueAfter == 0 {
+			t.Fatalf("crash at call %d: %s converged before the crash", k, key)
+		}
 	}
-	for k := 1; k <= total; k++ {
-		name := fmt.Sprintf("crash%d", k)
-		e.apply(testApp(name))
-		e.plat.CrashAt(k)
-		_, err := e.reconciler().Reconcile(context.Background(), "team."+name)
-		if k <= total/2 && !errors.Is(err, platformtest.ErrCrash) {
-			// the first calls all belong to the first reconcile
-			t.Fatalf("k=%d: crash not hit: %v", k, err)
+	t.Fatalf("crash at call %d: never reached in 10 reconciles of %s", k, key)
+}
+
+// persisted is what outlives a process for one app: the stored object (or
+// its absence), its status, and how many events it has on the stream.
+func (e *env) persisted(name string) string {
+	e.t.Helper()
+	a, err := e.store.Get(context.Background(), "team", name)
+	obj := "gone"
+	switch {
+	case err == nil:
+		st, _ := json.Marshal(a.Status)
+		obj = fmt.Sprintf("rv=%s finalizers=%v status=%s", a.Metadata.ResourceVersion, a.Metadata.Finalizers, st)
+	case !errors.Is(err, store.ErrNotFound):
+		e.t.Fatal(err)
+	}
+	_, evs, err := audit.LastReconcileEvents(context.Background(), e.js, "team", name, 1000)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return fmt.Sprintf("%s events=%d", obj, len(evs))
+}
+
+// crashThenRestart runs a process that crashes at its kth platform call
+// from now, checks that it died there (once, with nothing written after the
+// crash point), then converges key with a new process.
+func (e *env) crashThenRestart(t *testing.T, name string, k int) {
+	t.Helper()
+	key := "team." + name
+	crashing := e.start()
+	crashing.plat.CrashAt(k)
+	var atCrash string
+	crashing.plat.OnCrash = func(platformtest.Call) { atCrash = e.persisted(name) }
+	crashing.runUntilCrash(t, key, k)
+	if n := crashing.plat.Crashes(); n != 1 {
+		t.Fatalf("crash at call %d: %d crashes, want exactly 1", k, n)
+	}
+	// A dead process writes no status, records no ReconcileFailed event and
+	// removes no finalizer.
+	if after := e.persisted(name); after != atCrash {
+		t.Fatalf("crash at call %d: the process wrote after it died:\n at crash: %s\n after:    %s", k, atCrash, after)
+	}
+	restarted := e.start()
+	if platformtest.Crashed(func() { converge(t, restarted.r, key, 6) }) {
+		t.Fatalf("crash at call %d: the restarted process crashed too", k)
+	}
+	if n := restarted.plat.Crashes(); n != 0 {
+		t.Fatalf("crash at call %d: the restarted process crashed %d times", k, n)
+	}
+}
+
+// owned counts the resources of each owner; released (untagged) ones count under "".
+func owned(rs []platformtest.Resource) map[string]map[string]int {
+	m := map[string]map[string]int{}
+	for _, r := range rs {
+		if m[r.App] == nil {
+			m[r.App] = map[string]int{}
 		}
-		converge(t, e.reconciler(), "team."+name, 6) // "restarted" controller
-		counts := map[string]int{}
-		for _, r := range e.plat.Resources() {
-			if r.App == "team/"+name {
-				counts[r.Kind]++
+		m[r.App][r.Kind]++
+	}
+	return m
+}
+
+// TestCrashAtEveryCallConverges kills the controller process right after
+// its Kth platform call, for every K of a cold create and of a spec change,
+// then starts a new process over the same store and resources: the app
+// converges to Ready at its latest generation with exactly one of each
+// resource, and nothing is left over anywhere.
+func TestCrashAtEveryCallConverges(t *testing.T) {
+	changed := func(a *v1.ServingApp) *v1.ServingApp {
+		three := int32(3)
+		a.Spec.Replicas = &three                                       // a service update and a rollout
+		a.Spec.Allowlist = append(a.Spec.Allowlist, "198.51.100.7/32") // one rule replaced (create, then delete)
+		return a
+	}
+	cases := []struct {
+		name string
+		// ready is the state before the crashing process starts (nil: nothing exists yet).
+		ready func(name string) *v1.ServingApp
+		// next is what the crashing process is given to converge.
+		next     func(name string) *v1.ServingApp
+		replicas int32
+	}{
+		{name: "create", next: testApp, replicas: 2},
+		{name: "update", ready: testApp, next: func(n string) *v1.ServingApp { return changed(testApp(n)) }, replicas: 3},
+	}
+	want := map[string]int{platformtest.KindSecret: 1, platformtest.KindTaskDefinition: 1, platformtest.KindTargetGroup: 1, platformtest.KindService: 1, platformtest.KindRule: 2}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			setUp := func(name string) {
+				if tc.ready != nil {
+					e.apply(tc.ready(name))
+					converge(t, e.start().r, "team."+name, 5)
+				}
+				e.apply(tc.next(name))
 			}
-		}
-		want := map[string]int{platformtest.KindSecret: 1, platformtest.KindTaskDefinition: 1, platformtest.KindTargetGroup: 1, platformtest.KindService: 1, platformtest.KindRule: 2}
-		if fmt.Sprint(counts) != fmt.Sprint(want) {
-			t.Fatalf("crash at call %d: resources %v, want %v", k, counts, want)
-		}
-		if st := e.get(name).Status; st.Phase != v1.PhaseReady {
-			t.Fatalf("crash at call %d: phase %s", k, st.Phase)
-		}
+			// Count the calls a clean run makes.
+			setUp("probe")
+			mark := len(e.plat.Calls())
+			converge(t, e.start().r, "team.probe", 5)
+			total := len(e.plat.Calls()) - mark
+			if total < 6 {
+				t.Fatalf("only %d calls in a clean %s", total, tc.name)
+			}
+			t.Logf("crashing at each of the %d calls of a clean %s", total, tc.name)
+			live := map[string]map[string]int{"team/probe": want}
+			for k := 1; k <= total; k++ {
+				name := fmt.Sprintf("crash%d", k)
+				setUp(name)
+				e.crashThenRestart(t, name, k)
+
+				live["team/"+name] = want
+				if got := owned(e.plat.Resources()); fmt.Sprint(got) != fmt.Sprint(live) {
+					t.Fatalf("crash at call %d of %d: resources by owner %v, want %v", k, total, got, live)
+				}
+				a := e.get(name)
+				gen := a.Metadata.Generation
+				st := a.Status
+				if st.Phase != v1.PhaseReady || st.ObservedGeneration != gen || st.Replicas.Running != tc.replicas {
+					t.Fatalf("crash at call %d of %d: phase %s observedGeneration %d of %d, replicas %+v", k, total, st.Phase, st.ObservedGeneration, gen, st.Replicas)
+				}
+				for _, ct := range []string{v1.ConditionSynced, v1.ConditionAvailable, v1.ConditionReady} {
+					if c := st.FindCondition(ct); c == nil || c.Status != v1.ConditionTrue || c.ObservedGeneration != gen {
+						t.Fatalf("crash at call %d of %d: condition %s %+v at generation %d", k, total, ct, c, gen)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestCrashAtEveryCallOfADeletionConverges kills the controller process right
+// after its Kth platform call of a deletion, for every K, then starts a new
+// process: the app's resources are gone (Delete) or all left in place and
+// untagged (Retain), the finalizer is removed and the object is gone.
+func TestCrashAtEveryCallOfADeletionConverges(t *testing.T) {
+	for _, policy := range []v1.DeletionPolicy{v1.DeletionDelete, v1.DeletionRetain} {
+		t.Run(string(policy), func(t *testing.T) {
+			e := newEnv(t)
+			// setUp makes the app ready, then asks for its deletion; it
+			// returns the ids of the app's resources.
+			setUp := func(name string) []string {
+				a := testApp(name)
+				a.Spec.DeletionPolicy = policy
+				e.apply(a)
+				converge(t, e.start().r, "team."+name, 5)
+				var ids []string
+				for _, r := range e.plat.Resources() {
+					if r.App == "team/"+name {
+						ids = append(ids, r.ID)
+					}
+				}
+				if len(ids) != 6 {
+					t.Fatalf("%s has %d resources before deletion, want 6", name, len(ids))
+				}
+				if _, err := e.store.Delete(context.Background(), "team", name); err != nil {
+					t.Fatal(err)
+				}
+				return ids
+			}
+			setUp("probe")
+			mark := len(e.plat.Calls())
+			converge(t, e.start().r, "team.probe", 2)
+			total := len(e.plat.Calls()) - mark
+			if total < 7 {
+				t.Fatalf("only %d calls in a clean deletion", total)
+			}
+			t.Logf("crashing at each of the %d calls of a clean deletion", total)
+			for k := 1; k <= total; k++ {
+				name := fmt.Sprintf("crash%d", k)
+				ids := setUp(name)
+				e.crashThenRestart(t, name, k)
+
+				if _, err := e.store.Get(context.Background(), "team", name); !errors.Is(err, store.ErrNotFound) {
+					t.Fatalf("crash at call %d of %d: object still stored (finalizer not removed?): %v", k, total, err)
+				}
+				left := map[string]platformtest.Resource{}
+				for _, r := range e.plat.Resources() {
+					left[r.ID] = r
+				}
+				for _, id := range ids {
+					r, ok := left[id]
+					switch {
+					case policy == v1.DeletionDelete && ok:
+						t.Fatalf("crash at call %d of %d: %s %s left behind", k, total, r.Kind, id)
+					case policy == v1.DeletionRetain && !ok:
+						t.Fatalf("crash at call %d of %d: Retain deleted %s", k, total, id)
+					case policy == v1.DeletionRetain && r.App != "":
+						t.Fatalf("crash at call %d of %d: retained %s %s still tagged for %s", k, total, r.Kind, id, r.App)
+					}
+				}
+				if policy == v1.DeletionDelete && len(left) != 0 {
+					t.Fatalf("crash at call %d of %d: %d resources left in the cloud: %v", k, total, len(left), owned(e.plat.Resources()))
+				}
+			}
+		})
 	}
 }
 

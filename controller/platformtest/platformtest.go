@@ -1,7 +1,7 @@
 // Package platformtest is an in-memory controller.Platform for tests of the
 // controller runtime: it keeps resources like a cloud would, records every
-// call, and can fail or "crash" on the Kth call so tests can prove the
-// reconcile converges after a crash at any point.
+// call, and can fail or crash the calling process on the Kth call so tests
+// can prove the reconcile converges after a crash at any point.
 package platformtest
 
 import (
@@ -29,9 +29,27 @@ const (
 
 var createOrder = []string{KindSecret, KindTaskDefinition, KindTargetGroup, KindService, KindRule}
 
-// ErrCrash is returned by the call chosen with CrashAt, after its effect took
-// place: like a process that died after the cloud accepted a request.
+// ErrCrash is the value the call chosen with CrashAt panics with, after its
+// effect took place: like a process that died after the cloud accepted a
+// request. It is a panic and not a returned error so that nothing the
+// controller would do after the call (write status, record an event, retry)
+// can run, exactly as after a real crash. Recover it with Crashed.
 var ErrCrash = errors.New("platformtest: simulated crash")
+
+// Crashed runs f, which stands for the work of one controller process, and
+// reports whether a CrashAt crash ended it. Other panics propagate.
+func Crashed(f func()) (crashed bool) {
+	defer func() {
+		if r := recover(); r != nil {
+			if r != ErrCrash { // the panic value itself, never wrapped
+				panic(r)
+			}
+			crashed = true
+		}
+	}()
+	f()
+	return false
+}
 
 // Resource is one thing the platform holds.
 type Resource struct {
@@ -51,16 +69,27 @@ type Call struct {
 	App  string
 }
 
-// Platform is the in-memory platform. Its zero value is not usable; use New.
-type Platform struct {
+// cloud is what outlives a controller process: the resources and the log of
+// calls made to them. Every view of one cloud shares it.
+type cloud struct {
 	mu        sync.Mutex
 	nextID    int
 	resources map[string]*Resource
 	calls     []Call
-	crashAt   int   // 1-based index of the call to crash at; 0 = never
-	failAt    int   // 1-based index of the call to fail at; 0 = never
-	failErr   error // returned at failAt (before any effect)
-	failAll   error // returned by every call while set
+}
+
+// Platform is one controller process's view of an in-memory cloud. Its zero
+// value is not usable; use New, and Restart for the view of a process that
+// starts after a crash.
+type Platform struct {
+	*cloud // the mutex guards the fields below too
+
+	crashAt int   // 1-based index (in the cloud's call log) of the call to crash at; 0 = never
+	crashed bool  // the crash happened: this view's process is dead
+	crashes int   // how many times a crash was triggered through this view
+	failAt  int   // 1-based index of the call to fail at; 0 = never
+	failErr error // returned at failAt (before any effect)
+	failAll error // returned by every call while set
 
 	// BeforeCall, when set before the platform is used, sees every call
 	// before it is recorded or takes effect: tests check what the world
@@ -68,18 +97,38 @@ type Platform struct {
 	// stored before the first Create). It runs with the platform locked and
 	// must not call the platform.
 	BeforeCall func(Call)
+	// OnCrash, when set before the platform is used, sees the crashing call
+	// after its effect and just before the crash: tests record what the store
+	// and the event stream held at the moment the process died. It runs with
+	// the platform locked and must not call the platform.
+	OnCrash func(Call)
 }
 
 // New returns an empty platform.
 func New() *Platform {
-	return &Platform{resources: map[string]*Resource{}}
+	return &Platform{cloud: &cloud{resources: map[string]*Resource{}}}
 }
 
-// CrashAt makes the kth call from now take effect and then return ErrCrash.
+// Restart returns the view of a new controller process over the same
+// resources and call log: nothing scheduled to crash or fail, no hooks.
+func (p *Platform) Restart() *Platform {
+	return &Platform{cloud: p.cloud}
+}
+
+// CrashAt makes the kth call from now (counted over every view of the cloud)
+// take effect and then panic with ErrCrash. After the crash, any further call
+// through this view panics too: a dead process makes no calls.
 func (p *Platform) CrashAt(k int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.crashAt = len(p.calls) + k
+}
+
+// Crashes reports how many times a CrashAt crash happened through this view.
+func (p *Platform) Crashes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.crashes
 }
 
 // FailAt makes the kth call from now return err without taking effect.
@@ -128,8 +177,12 @@ func compareIDs(a, b string) int {
 	return 0
 }
 
-// call records one call and decides whether it fails before or crashes after its effect.
+// call records one call and decides whether it fails before or crashes after
+// its effect. A crashing caller makes its effect and then calls p.crash.
 func (p *Platform) call(op, kind, app string) (crash bool, err error) {
+	if p.crashed {
+		panic(fmt.Sprintf("platformtest: %s %s of %s through the view of a process that crashed; use Restart", op, kind, app))
+	}
 	if p.BeforeCall != nil {
 		p.BeforeCall(Call{Op: op, Kind: kind, App: app})
 	}
@@ -142,6 +195,17 @@ func (p *Platform) call(op, kind, app string) (crash bool, err error) {
 		return false, p.failErr
 	}
 	return n == p.crashAt, nil
+}
+
+// crash ends the calling process; the caller holds the lock, which the
+// deferred unlocks release as the panic unwinds.
+func (p *Platform) crash() {
+	p.crashed = true
+	p.crashes++
+	if p.OnCrash != nil {
+		p.OnCrash(p.calls[len(p.calls)-1])
+	}
+	panic(ErrCrash)
 }
 
 // state is what Observe read, handed to Apply and Delete.
@@ -176,7 +240,7 @@ func (p *Platform) Observe(_ context.Context, app *model.App) (*model.Observed, 
 	}
 	obs := p.observed(st)
 	if crash {
-		return nil, ErrCrash
+		p.crash()
 	}
 	return obs, nil
 }
@@ -351,7 +415,7 @@ func (p *Platform) create(kind, owner, spec string, desired int32) (*Resource, e
 	}
 	p.resources[r.ID] = r
 	if crash {
-		return nil, ErrCrash
+		p.crash()
 	}
 	cp := *r
 	return &cp, nil
@@ -367,7 +431,7 @@ func (p *Platform) update(id string, desired int32) error {
 	}
 	r.Desired = desired
 	if crash {
-		return ErrCrash
+		p.crash()
 	}
 	return nil
 }
@@ -385,7 +449,7 @@ func (p *Platform) delete(id string) error {
 	}
 	delete(p.resources, id)
 	if crash {
-		return ErrCrash
+		p.crash()
 	}
 	return nil
 }
@@ -403,7 +467,7 @@ func (p *Platform) untag(id string) error {
 	}
 	r.App = ""
 	if crash {
-		return ErrCrash
+		p.crash()
 	}
 	return nil
 }
