@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	yamlv3 "go.yaml.in/yaml/v3"
 	"sigs.k8s.io/yaml"
 )
 
@@ -208,8 +209,18 @@ func splitJSON(data []byte) ([]document, error) {
 var yamlLineRE = regexp.MustCompile(`line (\d+)`)
 
 func decodeOne(n int, d document) (*ServingApp, DecodeErrors) {
-	// YAMLToJSONStrict rejects duplicate keys; JSON is valid YAML, so JSON
-	// documents get the same check.
+	// Duplicate keys are looked for first, on the node tree, because that is
+	// where their field path is known; YAMLToJSONStrict would name only a line.
+	if dups := duplicateKeys(d); len(dups) > 0 {
+		errs := make(DecodeErrors, len(dups))
+		for i, fe := range dups {
+			errs[i] = DecodeError{Document: n, Path: fe.Path, Message: fe.Message}
+		}
+		return nil, errs
+	}
+	// YAMLToJSONStrict rejects duplicate keys too (the backstop for any that
+	// duplicateKeys cannot see); JSON is valid YAML, so JSON documents get
+	// the same check.
 	js, err := yaml.YAMLToJSONStrict(d.src)
 	if err != nil {
 		msg := strings.TrimPrefix(err.Error(), "error converting YAML to JSON: ")
@@ -252,6 +263,73 @@ func decodeOne(n int, d document) (*ServingApp, DecodeErrors) {
 		return nil, DecodeErrors{{Document: n, Message: err.Error()}}
 	}
 	return app, nil
+}
+
+// duplicateKeys reports every mapping key written twice in d, at any depth,
+// with its field path and, for YAML, its line and the first one's. It returns
+// nil when yaml.v3 cannot read d: the strict conversion then reports the
+// syntax error.
+//
+// Keys are compared as written ("1" and 1 are the same key), since both
+// become the same JSON member name. Keys that only resolve alike in YAML 1.1
+// (yes and true) and keys clashing with merged ones ("<<") are left to
+// YAMLToJSONStrict, which reports them without a path.
+func duplicateKeys(d document) FieldErrors {
+	var root yamlv3.Node
+	if yamlv3.Unmarshal(d.src, &root) != nil {
+		return nil
+	}
+	var l errorList
+	walkKeys(&l, "", &root, d)
+	return l.errs
+}
+
+func walkKeys(l *errorList, p path, n *yamlv3.Node, d document) {
+	switch n.Kind {
+	case yamlv3.DocumentNode:
+		for _, c := range n.Content {
+			walkKeys(l, p, c, d)
+		}
+	case yamlv3.SequenceNode:
+		for i, c := range n.Content {
+			walkKeys(l, p.index(i), c, d)
+		}
+	case yamlv3.MappingNode:
+		first := map[string]*yamlv3.Node{}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind != yamlv3.ScalarNode {
+				continue // a complex key has no JSON form; the conversion rejects it
+			}
+			if k.Tag == "!!merge" {
+				// "<<: *base" adds the keys of another mapping. Whether one
+				// written here clashes with them is YAMLToJSONStrict's call
+				// (it says they do); only the merged mapping itself is
+				// checked here.
+				walkKeys(l, p, v, d)
+				continue
+			}
+			kp := p.key(k.Value)
+			if f, dup := first[k.Value]; dup {
+				l.add(kp, "duplicate key %q%s", k.Value, d.lines(k, f))
+			} else {
+				first[k.Value] = k
+			}
+			walkKeys(l, kp, v, d)
+		}
+	}
+	// Scalars hold no keys, and an alias's anchor is checked where it is
+	// defined (following aliases could loop: "a: &x [*x]").
+}
+
+// lines says where a duplicate key and the first one are, as lines of the
+// whole input. JSON documents are not placed: their lines are counted from
+// the object, not from the input, and would mislead.
+func (d document) lines(dup, first *yamlv3.Node) string {
+	if d.json {
+		return ""
+	}
+	return fmt.Sprintf(" at line %d (first at line %d)", dup.Line+d.firstLine-1, first.Line+d.firstLine-1)
 }
 
 var (

@@ -73,7 +73,23 @@ func TestDecodeRejectsWithDocumentAndPath(t *testing.T) {
 		{"missing kind", strings.Replace(goodDoc, "kind: ServingApp\n", "", 1),
 			[]string{`document 1: kind: must be "ServingApp", got nothing`}},
 		{"duplicate key in second document", goodDoc + "---\n" + strings.Replace(goodDoc, "  namespace: analytics", "  namespace: analytics\n  namespace: other", 1),
-			[]string{`document 2:`, `key "namespace" already set`, "line 17"}},
+			[]string{`document 2: metadata.namespace: duplicate key "namespace" at line 17 (first at line 16)`}},
+		{"duplicate key in a nested map", strings.Replace(goodDoc, "  allowlist:", "  route:\n    host: a.example.com\n    host: b.example.com\n  allowlist:", 1),
+			[]string{`document 1: spec.route.host: duplicate key "host" at line 9 (first at line 8)`}},
+		{"duplicate key in a flow map", strings.Replace(goodDoc, "  allowlist:", "  env: {A: x, B: y, A: z}\n  allowlist:", 1),
+			[]string{`document 1: spec.env.A: duplicate key "A" at line 7`}},
+		{"duplicate key in a map in a list", goodDoc + "status:\n  conditions:\n  - type: Synced\n    status: \"True\"\n  - type: Ready\n    status: \"True\"\n    type: Available\n",
+			[]string{`document 1: status.conditions[1].type: duplicate key "type" at line 17 (first at line 15)`}},
+		{"duplicate label key that needs quoting", strings.Replace(goodDoc, "  namespace: analytics", "  namespace: analytics\n  labels:\n    \"a b\": x\n    'a b': y", 1),
+			[]string{`document 1: metadata.labels["a b"]: duplicate key "a b"`}},
+		{"quoted and plain spellings of one key", strings.Replace(goodDoc, "  namespace: analytics", "  namespace: analytics\n  \"namespace\": other", 1),
+			[]string{`document 1: metadata.namespace: duplicate key "namespace"`}},
+		{"every duplicate key reported", strings.Replace(strings.Replace(goodDoc, "  name: summarizer", "  name: summarizer\n  name: again", 1), "    servingEndpoint:", "    host: https://y.cloud.databricks.com\n    servingEndpoint:", 1),
+			[]string{`document 1: metadata.name: duplicate key "name" at line 5`, `document 1: spec.databricks.host: duplicate key "host" at line 11`}},
+		{"duplicate key after a separator with a comment", "--- # first\n" + strings.Replace(goodDoc, "  namespace: analytics", "  namespace: analytics\n  namespace: other", 1),
+			[]string{`document 1: metadata.namespace: duplicate key "namespace" at line 7 (first at line 6)`}},
+		{"yaml 1.1 spellings of one key fall back to the line", strings.Replace(goodDoc, "  allowlist:", "  env:\n    yes: a\n    true: b\n  allowlist:", 1),
+			[]string{`document 1:`, `already set`, "line 9"}},
 		{"type mismatch", strings.Replace(goodDoc, "  allowlist:", "  replicas: \"2\"\n  allowlist:", 1),
 			[]string{`document 1: spec.replicas: expected an integer, got string "2"`}},
 		{"unquoted yes in env", strings.Replace(goodDoc, "  allowlist:", "  env: {DEBUG: yes}\n  allowlist:", 1),
@@ -87,7 +103,12 @@ func TestDecodeRejectsWithDocumentAndPath(t *testing.T) {
 		{"not an object", "- a\n- b\n", []string{"document 1: expected an object, got an array"}},
 		{"yaml syntax", goodDoc + "---\nmetadata: {name: [\n", []string{"document 2:"}},
 		{"json duplicate key", `{"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","kind":"ServingApp","metadata":{"name":"a"},"spec":{}}`,
-			[]string{`document 1:`, `key "kind" already set`}},
+			[]string{`document 1: kind: duplicate key "kind"`}},
+		{"json nested duplicate key", `{"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","metadata":{"name":"a"},"spec":{"route":{"host":"a.example.com","pathPrefix":"/","host":"b.example.com"}}}`,
+			[]string{`document 1: spec.route.host: duplicate key "host"`}},
+		{"json duplicate key in an array's second object", `[{"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","metadata":{"name":"a"},"spec":{}},
+ {"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","metadata":{"name":"b","namespace":"x","namespace":"y"},"spec":{}}]`,
+			[]string{`document 2: metadata.namespace: duplicate key "namespace"`}},
 		{"json unknown field", `{"apiVersion":"servingapp.io/v1alpha1","kind":"ServingApp","metadata":{"name":"a","nmae":"b"},"spec":{}}`,
 			[]string{`document 1: metadata.nmae: unknown field (did you mean "name"?)`}},
 		{"every document reported", strings.Replace(goodDoc, "  allowlist:", "  foo: 1\n  allowlist:", 1) + "---\n" + strings.Replace(goodDoc, "  allowlist:", "  bar: 1\n  allowlist:", 1),
@@ -131,6 +152,8 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte("[1, {\"a\": null}]"))
 	f.Add([]byte("spec: {session: {ttl: 3d}, env: {A: [1]}, replicas: -0}\n"))
 	f.Add([]byte("a: &x [*x]\n"))
+	f.Add([]byte("base: &b {x: 1}\nm: {<<: *b, x: 2, ? [k]: v}\nl: [{a: 1, a: 2}]\n"))
+	f.Add([]byte(`{"metadata":{"labels":{"a":"1","a":"2"}},"spec":[{"x":1,"x":2}]}`))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		apps, err := Load(data)
 		if err == nil {
