@@ -62,6 +62,19 @@ func TestValidateAcceptsValidApps(t *testing.T) {
 			a.Spec.Identity = &Identity{AllowedEmailDomains: []string{"example.com"}, Lockout: &Lockout{Failures: 5, Window: Duration{10 * time.Minute}, Duration: Duration{30 * time.Minute}}}
 		}},
 		{"secret by name", func(a *ServingApp) { a.Spec.Secrets = map[string]string{"TOKEN": "team/app-token"} }},
+		// The limits themselves are allowed: each reject row below goes one past.
+		{"host of 128 characters", func(a *ServingApp) {
+			a.Spec.Route.Host = strings.Repeat("a", 63) + "." + strings.Repeat("b", 62) + ".c"
+		}},
+		{"path prefix of 126 characters", func(a *ServingApp) { a.Spec.Route.PathPrefix = "/" + strings.Repeat("p", 125) }},
+		{"label value of 63 characters", func(a *ServingApp) { a.Metadata.Labels["team"] = strings.Repeat("v", 63) }},
+		{"annotation with a prefix", func(a *ServingApp) { a.Metadata.Annotations = map[string]string{"example.com/note": "any text at all"} }},
+		{"endpoint of 63 characters", func(a *ServingApp) { a.Spec.Databricks.ServingEndpoint = strings.Repeat("e", 63) }},
+		{"ipv6 cidr", func(a *ServingApp) { a.Spec.Allowlist = []string{"2001:db8:1::/48", "::1/128"} }},
+		{"lockout at its limits", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 100, Window: Duration{24 * time.Hour}, Duration: Duration{30 * 24 * time.Hour}}}
+		}},
+		{"secret name of 2048 characters", func(a *ServingApp) { a.Spec.Secrets = map[string]string{"TOKEN": strings.Repeat("s", 2048)} }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -155,6 +168,67 @@ func TestValidateRejectsWithFieldPathAndReason(t *testing.T) {
 		{"lockout failures", func(a *ServingApp) {
 			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 0, Window: Duration{time.Minute}, Duration: Duration{time.Minute}}}
 		}, "spec.identity.lockout.failures", "out of range"},
+		{"lockout failures 101", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 101, Window: Duration{time.Minute}, Duration: Duration{time.Minute}}}
+		}, "spec.identity.lockout.failures", "must be 1 to 100"},
+		{"lockout window zero", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 5, Duration: Duration{time.Minute}}}
+		}, "spec.identity.lockout.window", "0s is out of range: must be more than 0 and at most 24h"},
+		{"lockout window over a day", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 5, Window: Duration{24*time.Hour + time.Second}, Duration: Duration{time.Minute}}}
+		}, "spec.identity.lockout.window", "at most 24h"},
+		{"lockout duration zero", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 5, Window: Duration{time.Minute}}}
+		}, "spec.identity.lockout.duration", "0s is out of range: must be more than 0 and at most 30d"},
+		{"lockout duration negative", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 5, Window: Duration{time.Minute}, Duration: Duration{-time.Minute}}}
+		}, "spec.identity.lockout.duration", "out of range"},
+		{"lockout duration over 30 days", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{Lockout: &Lockout{Failures: 5, Window: Duration{time.Minute}, Duration: Duration{31 * 24 * time.Hour}}}
+		}, "spec.identity.lockout.duration", "at most 30d"},
+		{"email domain duplicate", func(a *ServingApp) {
+			a.Spec.Identity = &Identity{AllowedEmailDomains: []string{"example.com", "example.org", "example.com"}}
+		}, "spec.identity.allowedEmailDomains[2]", `"example.com" is listed twice`},
+		{"label value too long", func(a *ServingApp) { a.Metadata.Labels["team"] = strings.Repeat("v", 64) }, "metadata.labels.team", "not a valid label value"},
+		{"label key prefix not a subdomain", func(a *ServingApp) { a.Metadata.Labels["my_team.io/owner"] = "x" }, "metadata.labels.my_team.io/owner", `key prefix "my_team.io" is not a DNS subdomain`},
+		{"label key prefix uppercase", func(a *ServingApp) { a.Metadata.Labels["Example.com/owner"] = "x" }, "metadata.labels.Example.com/owner", `key prefix "Example.com" is not a DNS subdomain`},
+		{"label key prefix empty", func(a *ServingApp) { a.Metadata.Labels["/owner"] = "x" }, "metadata.labels./owner", `key prefix "" is not a DNS subdomain`},
+		{"label key name too long", func(a *ServingApp) { a.Metadata.Labels["example.com/"+strings.Repeat("k", 64)] = "x" }, "metadata.labels.example.com/" + strings.Repeat("k", 64), "is not valid"},
+		{"label key name empty after prefix", func(a *ServingApp) { a.Metadata.Labels["example.com/"] = "x" }, "metadata.labels.example.com/", "is not valid"},
+		{"annotation key prefix not a subdomain", func(a *ServingApp) { a.Metadata.Annotations = map[string]string{"-example.com/note": "x"} }, "metadata.annotations.-example.com/note", `key prefix "-example.com" is not a DNS subdomain`},
+		{"annotation key name", func(a *ServingApp) { a.Metadata.Annotations = map[string]string{"note!": "x"} }, `metadata.annotations["note!"]`, "is not valid"},
+		{"image too long", func(a *ServingApp) { a.Spec.Image = strings.Repeat("i", 256) }, "spec.image", "not a container image"},
+		{"host question mark", func(a *ServingApp) { a.Spec.Route.Host = "app?.example.com" }, "spec.route.host", "wildcard"},
+		{"host too long", func(a *ServingApp) {
+			a.Spec.Route.Host = strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + ".c"
+		}, "spec.route.host", "longer than 128 characters"},
+		{"path too long", func(a *ServingApp) { a.Spec.Route.PathPrefix = "/" + strings.Repeat("p", 126) }, "spec.route.pathPrefix", "longer than 126 characters"},
+		{"path empty segment", func(a *ServingApp) { a.Spec.Route.PathPrefix = "/a//b" }, "spec.route.pathPrefix", "not a clean path"},
+		{"path dot segment", func(a *ServingApp) { a.Spec.Route.PathPrefix = "/a/./b" }, "spec.route.pathPrefix", "not a clean path"},
+		{"allowlist ipv6 host bits", func(a *ServingApp) { a.Spec.Allowlist = []string{"2001:db8::1/32"} }, "spec.allowlist[0]", `"2001:db8::1/32" has host bits set: write "2001:db8::/32"`},
+		{"allowlist ipv4-mapped ipv6", func(a *ServingApp) { a.Spec.Allowlist = []string{"::ffff:10.0.0.0/104"} }, "spec.allowlist[0]", "IPv4-mapped IPv6 prefix: write the IPv4 CIDR"},
+		{"allowlist bare ipv6 address", func(a *ServingApp) { a.Spec.Allowlist = []string{"2001:db8::1"} }, "spec.allowlist[0]", `write "2001:db8::1/128"`},
+		{"allowlist ipv6 duplicate", func(a *ServingApp) { a.Spec.Allowlist = []string{"2001:db8::/32", "10.0.0.0/8", "2001:db8::/32"} }, "spec.allowlist[2]", "duplicates allowlist[0]"},
+		{"databricks host user info", func(a *ServingApp) { a.Spec.Databricks.Host = "https://token@dbc.cloud.databricks.com" }, "spec.databricks.host", "must not carry user information"},
+		{"databricks host query", func(a *ServingApp) { a.Spec.Databricks.Host = "https://dbc.cloud.databricks.com/?o=1" }, "spec.databricks.host", `no path, query or fragment: write "https://dbc.cloud.databricks.com"`},
+		{"databricks host fragment", func(a *ServingApp) { a.Spec.Databricks.Host = "https://dbc.cloud.databricks.com#x" }, "spec.databricks.host", "no path, query or fragment"},
+		{"databricks host invalid name", func(a *ServingApp) { a.Spec.Databricks.Host = "https://dbc_1.cloud.databricks.com" }, "spec.databricks.host", "does not name a valid host"},
+		{"endpoint too long", func(a *ServingApp) { a.Spec.Databricks.ServingEndpoint = strings.Repeat("e", 64) }, "spec.databricks.servingEndpoint", "not a serving endpoint name"},
+		{"managed with client secret", func(a *ServingApp) { a.Spec.Databricks.OAuth.ClientSecretRef = "team/secret" }, "spec.databricks.oauth.clientSecretRef", "must be empty with integration: managed"},
+		{"existing with a bad secret ref", func(a *ServingApp) {
+			a.Spec.Databricks.OAuth = OAuth{Integration: IntegrationExisting, IntegrationID: "x", ClientSecretRef: "shared secret", Scopes: []string{"openid"}}
+		}, "spec.databricks.oauth.clientSecretRef", `"shared secret" is not a Secrets Manager secret name`},
+		{"scope invalid characters", func(a *ServingApp) { a.Spec.Databricks.OAuth.Scopes = []string{"openid", "all apis"} }, "spec.databricks.oauth.scopes[1]", `"all apis" is not a scope`},
+		{"secret name invalid", func(a *ServingApp) { a.Spec.Secrets = map[string]string{"K": "team/app token"} }, "spec.secrets.K", `"team/app token" is not a Secrets Manager secret name`},
+		{"secret name too long", func(a *ServingApp) { a.Spec.Secrets = map[string]string{"K": strings.Repeat("s", 2049)} }, "spec.secrets.K", "is not a Secrets Manager secret name"},
+		{"secret ref empty", func(a *ServingApp) { a.Spec.Secrets = map[string]string{"K": ""} }, "spec.secrets.K", "is empty"},
+		{"secret arn without a name", func(a *ServingApp) {
+			a.Spec.Secrets = map[string]string{"K": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:"}
+		}, "spec.secrets.K", "not a Secrets Manager secret ARN"},
+		{"secret arn of another resource type", func(a *ServingApp) {
+			a.Spec.Secrets = map[string]string{"K": "arn:aws:secretsmanager:eu-west-1:123456789012:parameter:x"}
+		}, "spec.secrets.K", "not a Secrets Manager secret ARN"},
+		{"secret variable name invalid", func(a *ServingApp) { a.Spec.Secrets = map[string]string{"MY-KEY": "team/key"} }, "spec.secrets.MY-KEY", "not a valid environment variable name"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
