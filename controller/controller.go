@@ -93,7 +93,8 @@ func (c *Controller) Queue() *Queue {
 
 // Run reconciles until ctx is done, then stops taking work and lets in-flight
 // reconciles finish. With an Elector it reconciles only while leading and
-// returns ErrLeadershipLost if the lease is lost.
+// returns ErrLeadershipLost (possibly wrapped) if the lease is lost; the
+// process must then exit, as reconciles may still be running.
 func (c *Controller) Run(ctx context.Context) error {
 	if c.opts.Elector == nil {
 		c.run(ctx, context.WithoutCancel(ctx))

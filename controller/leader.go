@@ -16,8 +16,9 @@ import (
 // Leader election defaults: a standby sees each renewal within RetryEvery
 // and takes over once the lease has not changed for the TTL, so within
 // RetryEvery + TTL + RetryEvery of the leader's last renewal (19 s); a leader
-// that cannot renew stops at RenewDeadline (10 s), well before its lease can
-// expire for others (15 s).
+// that cannot renew cancels its work at RenewDeadline (10 s) and gives up
+// waiting for it halfway to the lease's expiry (12.5 s), well before its
+// lease can expire for others (15 s).
 const (
 	DefaultLeaseTTL      = 15 * time.Second
 	DefaultRenewEvery    = 5 * time.Second
@@ -27,9 +28,10 @@ const (
 	DefaultLeaseKey      = "controller"
 )
 
-// ErrLeadershipLost is returned by LeaderElector.Run when the lease could not
-// be renewed in time or another controller took it. The process should exit
-// and start again as a standby: that is simpler and safer than reusing state.
+// ErrLeadershipLost is returned (possibly wrapped) by LeaderElector.Run when
+// the lease could not be renewed in time or another controller took it. The
+// process must exit and start again as a standby: the leading work may still
+// be running (see Run), and only the process's end stops it for sure.
 var ErrLeadershipLost = errors.New("leadership lost")
 
 // Lease is the record stored under the lease key.
@@ -83,9 +85,18 @@ func (e *LeaderElector) defaults() {
 // Run campaigns until ctx is done. While leading it runs lead with two
 // contexts: stop ends when lead should stop taking new work (shutdown or lost
 // lease); work ends only when leadership is lost, so in-flight work finishes on
-// a graceful shutdown but is cut off when another controller may take over.
+// a graceful shutdown (the lease is renewed until it has) but is cut off when
+// another controller may take over.
 // Run returns nil after a graceful shutdown (releasing the lease so a standby
 // takes over at once) and ErrLeadershipLost when the lease was lost.
+//
+// Once the lease is lost, Run waits for lead to return only until halfway
+// between the renew deadline and the lease's expiry (see stopBy). Work that
+// ignores its context would otherwise go on reconciling next to the standby
+// that takes the lease over, so Run then returns ErrLeadershipLost with lead
+// still running, and the caller must end the process (as client-go's leader
+// election users do with os.Exit in OnStoppedLeading): a goroutine cannot be
+// stopped from outside, a process can.
 func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Context)) error {
 	e.defaults()
 	if e.RenewDeadline >= e.LeaseTTL {
@@ -131,6 +142,10 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 	// expiry (counted from when it saw the write) cannot come before
 	// lastRenew+LeaseTTL, and stopping at lastRenew+RenewDeadline is safe.
 	lastRenew := acquired
+	// Renewals go on through a graceful shutdown: in-flight work still runs
+	// then, with a live context, and the lease must stay ours until it has
+	// returned, or a standby could take over while it runs.
+	leaseCtx := context.WithoutCancel(ctx)
 	for {
 		select {
 		case <-done:
@@ -147,12 +162,9 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 			return nil
 		case <-afterChan(e.Clock, e.RenewEvery):
 		}
-		if stop.Err() != nil {
-			continue // shutting down: wait for lead to return
-		}
 		deadline := lastRenew.Add(e.RenewDeadline)
 		for {
-			rctx, cancel := context.WithTimeout(ctx, max(deadline.Sub(e.Clock.Now()), time.Millisecond))
+			rctx, cancel := context.WithTimeout(leaseCtx, max(deadline.Sub(e.Clock.Now()), time.Millisecond))
 			start := e.Clock.Now()
 			newRev, err := e.renew(rctx, rev, acquired, start)
 			cancel()
@@ -162,22 +174,57 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 			}
 			if isRevisionConflict(err) {
 				e.Log.Error("leader election: another controller holds the lease; stopping", "error", err)
-				loseLeadership()
-				<-done
-				return ErrLeadershipLost
+				return e.abandon(done, loseLeadership, lastRenew)
 			}
-			if !e.Clock.Now().Before(deadline) || ctx.Err() != nil {
-				if ctx.Err() != nil {
-					break
-				}
+			if !e.Clock.Now().Before(deadline) {
 				e.Log.Error("leader election: could not renew before the deadline; stopping before the lease can expire", "error", err)
-				loseLeadership()
-				<-done
-				return ErrLeadershipLost
+				return e.abandon(done, loseLeadership, lastRenew)
+			}
+			if ctx.Err() != nil && isClosed(done) {
+				// Shut down and nothing runs any more: the lease has nothing
+				// left to protect. Release it if NATS lets us; if not, a
+				// standby takes over at expiry.
+				e.release(rev)
+				return nil
 			}
 			e.Log.Warn("leader election: renew failed, retrying", "error", err)
-			sleep(ctx, e.Clock, min(e.RetryEvery, deadline.Sub(e.Clock.Now())))
+			sleep(leaseCtx, e.Clock, min(e.RetryEvery, deadline.Sub(e.Clock.Now())))
 		}
+	}
+}
+
+// stopBy is the latest time a leader whose last successful renewal started
+// at lastRenew may still be running its work: halfway between the renew
+// deadline, when the work is told to stop, and the earliest time a standby
+// can take the lease over (lastRenew+LeaseTTL). The first half is the work's
+// to wind down; the second is the margin for the process to exit and for the
+// hosts' clocks running at slightly different rates.
+func (e *LeaderElector) stopBy(lastRenew time.Time) time.Time {
+	return lastRenew.Add(e.RenewDeadline + (e.LeaseTTL-e.RenewDeadline)/2)
+}
+
+// abandon ends a term whose lease is lost: it cancels the work and waits for
+// lead to return, but not past stopBy. It always returns ErrLeadershipLost;
+// wrapped, when lead was still running, so the log says why the exit matters.
+func (e *LeaderElector) abandon(done <-chan struct{}, loseLeadership context.CancelFunc, lastRenew time.Time) error {
+	loseLeadership()
+	by := e.stopBy(lastRenew)
+	select {
+	case <-done:
+		return ErrLeadershipLost
+	case <-afterChan(e.Clock, by.Sub(e.Clock.Now())):
+		e.Log.Error("leader election: the leading work ignored its cancellation; returning so the process exits before a standby can take the lease over", "stopBy", by)
+		return fmt.Errorf("%w: the leading work was still running at %s, shortly before the lease can expire for a standby; the process must exit to stop it", ErrLeadershipLost, by.Format(time.RFC3339Nano))
+	}
+}
+
+// isClosed reports whether ch is closed, without waiting.
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
 	}
 }
 

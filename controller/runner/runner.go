@@ -61,8 +61,10 @@ func ModelConfig(cfg *config.Config) model.Config {
 }
 
 // Run runs the controller until ctx is done. It returns
-// controller.ErrLeadershipLost when the lease was lost: the process should exit
-// and be restarted as a standby.
+// controller.ErrLeadershipLost (possibly wrapped) when the lease was lost: the
+// process must then exit, since a reconcile that ignored its cancellation may
+// still be running (see controller.LeaderElector.Run), and be restarted as a
+// standby.
 func Run(ctx context.Context, cfg *config.Config, d Deps) error {
 	if d.Clock == nil {
 		d.Clock = clock.Real{}
