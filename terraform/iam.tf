@@ -285,12 +285,6 @@ data "aws_iam_policy_document" "controller_task" {
     }
   }
 
-  statement {
-    sid       = "EcsReadTags"
-    actions   = ["ecs:ListTagsForResource"]
-    resources = [local.ecs_services_arn, local.ecs_task_definitions_arn]
-  }
-
   # ELBv2: target groups, and rules on the HTTPS listener only.
   statement {
     sid       = "ElbCreateTargetGroups"
@@ -370,9 +364,12 @@ data "aws_iam_policy_document" "controller_task" {
     }
   }
 
+  # DescribeAccountLimits: the rule and target group quotas, checked before
+  # creating either (controller/aws/listener.go).
   statement {
     sid = "ElbRead"
     actions = [
+      "elasticloadbalancing:DescribeAccountLimits",
       "elasticloadbalancing:DescribeListeners",
       "elasticloadbalancing:DescribeRules",
       "elasticloadbalancing:DescribeTargetGroups",
