@@ -2,7 +2,7 @@
 # deploy.sh: from a filled terraform/terraform.tfvars to a running servingapp
 # platform on AWS, in one command. See docs/deploy-aws.md.
 #
-#   ./deploy.sh [--tag TAG] [--apply-manifests [DIR]] [--yes]
+#   ./deploy.sh [--tag TAG] [--apply-manifests [PATH]] [--yes]
 #
 # Steps, each safe to repeat (rerun after fixing whatever stopped it):
 #   1. check prerequisites (tools, Docker daemon, AWS credentials, tfvars)
@@ -13,7 +13,9 @@
 #   5. build and push both images under TAG, unless ECR already has that tag
 #   6. terraform apply
 #   7. wait until the NATS nodes and the controller are deployed and healthy
-#   8. with --apply-manifests: servingctl apply -f DIR (default manifests/examples)
+#   8. with --apply-manifests: servingctl apply -f PATH, a file or directory
+#      (default manifests/examples); a relative PATH is taken from the current
+#      directory, else from the repository root
 #
 # Environment: TFVARS (default terraform/terraform.tfvars), IMAGE_TAG (same as
 # --tag), WAIT_TIMEOUT seconds (default 900), DOCKER_PLATFORM (linux/amd64).
@@ -97,6 +99,17 @@ tfvar() {
 	printf '%s' "${v:-$2}"
 }
 
+# abspath PATH: PATH (which exists) as an absolute path.
+abspath() {
+	local dir=$1 base=""
+	if [ ! -d "$1" ]; then
+		dir=$(dirname -- "$1")
+		base=/$(basename -- "$1")
+	fi
+	dir=$(cd -- "$dir" && pwd) || return
+	printf '%s%s' "$dir" "$base"
+}
+
 version_ge() { [ "$(printf '%s\n%s\n' "$2" "$1" | sort -V | head -n 1)" = "$2" ]; }
 
 # --- 1. prerequisites ------------------------------------------------------------
@@ -111,7 +124,18 @@ tf_version=$(terraform version | sed -n '1s/^Terraform v//p')
 version_ge "$tf_version" "$MIN_TERRAFORM" || die "Terraform $tf_version is too old: need >= $MIN_TERRAFORM"
 docker info >/dev/null 2>&1 || die "the Docker daemon is not reachable (is it running, and may you use it?)"
 [ -f "$TFVARS" ] || die "$TFVARS does not exist: copy terraform/terraform.tfvars.example to it and fill it in"
-TFVARS=$(cd "$(dirname "$TFVARS")" && pwd)/$(basename "$TFVARS")
+TFVARS=$(abspath "$TFVARS")
+# servingctl runs from the repository root (go run ./cmd/servingctl), so it
+# gets the manifests as an absolute path; checked now, before anything changes.
+if [ -n "$MANIFESTS" ]; then
+	if [ -e "$MANIFESTS" ]; then
+		MANIFESTS=$(abspath "$MANIFESTS")
+	elif [ "${MANIFESTS#/}" = "$MANIFESTS" ] && [ -e "$ROOT/$MANIFESTS" ]; then
+		MANIFESTS=$(abspath "$ROOT/$MANIFESTS")
+	else
+		die "--apply-manifests $MANIFESTS does not exist (a relative path is taken from $PWD, else from $ROOT)"
+	fi
+fi
 account=$(aws sts get-caller-identity --query Account --output text 2>/dev/null) ||
 	die "no usable AWS credentials: configure them (aws configure, AWS_PROFILE or SSO) and rerun"
 region=$(tfvar aws_region "")
@@ -239,13 +263,16 @@ while :; do
 done
 
 # --- 8. manifests ---------------------------------------------------------------------------
+# Read into variables, not inline $(...): a failed output then stops here
+# instead of passing an empty value on.
 admin_url=$(tf output -raw nats_admin_url)
+admin_creds_arn=$(tf output -raw nats_admin_creds_secret_arn)
+alb_dns_name=$(tf output -raw alb_dns_name)
 if [ -n "$MANIFESTS" ]; then
 	step "servingctl apply -f $MANIFESTS"
-	[ -e "$ROOT/$MANIFESTS" ] || [ -e "$MANIFESTS" ] || die "$MANIFESTS does not exist"
 	work=$(mktemp -d)
 	trap 'rm -rf "$work"' EXIT
-	(umask 077 && aws secretsmanager get-secret-value --secret-id "$(tf output -raw nats_admin_creds_secret_arn)" \
+	(umask 077 && aws secretsmanager get-secret-value --secret-id "$admin_creds_arn" \
 		--query SecretString --output text >"$work/admin.creds")
 	tf output -raw nats_ca_certificate >"$work/nats-ca.pem"
 	(cd "$ROOT" && go run ./cmd/servingctl \
@@ -256,8 +283,8 @@ fi
 step "Done"
 cat <<EOF
 Platform $name is running in $region (images $TAG).
-  apps:         https://<host> under $(tfvar app_domain "<app_domain>"), ALB $(tf output -raw alb_dns_name)
-  NATS (admin): $admin_url   (creds: $(tf output -raw nats_admin_creds_secret_arn))
+  apps:         https://<host> under $(tfvar app_domain "<app_domain>"), ALB $alb_dns_name
+  NATS (admin): $admin_url   (creds: $admin_creds_arn)
   logs:         aws logs tail /$name/controller --follow
 Next: docs/deploy-aws.md, "Apply your first app".
 EOF

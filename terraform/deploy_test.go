@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -62,6 +63,13 @@ fail_if "go $1 $2"
 if [ "$2" = ./terraform/natsauth ]; then
 	[ -f "$4" ] && echo "unchanged $4" || { echo '{"version": 1}' > "$4"; echo "created $4"; }
 fi
+if [ "$2" = ./cmd/servingctl ]; then
+	# Like servingctl, open -f relative to the working directory.
+	while [ $# -gt 0 ]; do
+		if [ "$1" = -f ] && [ ! -e "$2" ]; then echo "servingctl: open $2: no such file or directory" >&2; exit 1; fi
+		shift
+	done
+fi
 exit 0`,
 	"git": `echo v1.2.3`,
 }
@@ -80,8 +88,16 @@ type deployRun struct {
 }
 
 // runDeploy runs a copy of deploy.sh in a scratch repository with the stubs
-// first on PATH. files are created relative to the scratch root first.
+// first on PATH, from the test's working directory. files are created
+// relative to the scratch root first.
 func runDeploy(t *testing.T, env []string, files map[string]string, args ...string) *deployRun {
+	t.Helper()
+	return runDeployFrom(t, "", env, files, args...)
+}
+
+// runDeployFrom is runDeploy from dir, a directory relative to the scratch
+// root ("" for the test's working directory), created if missing.
+func runDeployFrom(t *testing.T, dir string, env []string, files map[string]string, args ...string) *deployRun {
 	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("no bash")
@@ -109,12 +125,21 @@ func runDeploy(t *testing.T, env []string, files map[string]string, args ...stri
 		files = map[string]string{"terraform/terraform.tfvars": "aws_region = \"eu-west-1\"\napp_domain = \"apps.example.com\"\n"}
 	}
 	for name, content := range files {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(root, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
 		if err := os.WriteFile(filepath.Join(root, name), []byte(content), 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
 	r := &deployRun{root: root, log: filepath.Join(root, ".stubs.log")}
 	cmd := exec.Command("bash", append([]string{filepath.Join(root, "deploy.sh")}, args...)...)
+	if dir != "" {
+		cmd.Dir = filepath.Join(root, dir)
+		if err := os.MkdirAll(cmd.Dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "STUB_LOG="+r.log, "WAIT_TIMEOUT=5", "IMAGE_TAG=")
 	cmd.Env = append(cmd.Env, env...)
 	var stdout, stderr bytes.Buffer
@@ -250,15 +275,17 @@ func TestDeployChecksPrerequisitesBeforeChangingAnything(t *testing.T) {
 		name  string
 		env   []string
 		files map[string]string
+		args  []string
 		want  string
 	}{
-		{"no tfvars", nil, map[string]string{}, "terraform.tfvars does not exist"},
-		{"no region", nil, map[string]string{"terraform/terraform.tfvars": "name = \"x\"\n"}, "aws_region is not set"},
-		{"no AWS credentials", []string{"STUB_FAIL=aws sts get-caller-identity"}, nil, "no usable AWS credentials"},
-		{"no Docker daemon", []string{"STUB_FAIL=docker info"}, nil, "Docker daemon is not reachable"},
+		{"no tfvars", nil, map[string]string{}, nil, "terraform.tfvars does not exist"},
+		{"no region", nil, map[string]string{"terraform/terraform.tfvars": "name = \"x\"\n"}, nil, "aws_region is not set"},
+		{"no AWS credentials", []string{"STUB_FAIL=aws sts get-caller-identity"}, nil, nil, "no usable AWS credentials"},
+		{"no Docker daemon", []string{"STUB_FAIL=docker info"}, nil, nil, "Docker daemon is not reachable"},
+		{"no such manifests", nil, nil, []string{"--yes", "--apply-manifests", "no/such/dir"}, "--apply-manifests no/such/dir does not exist"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			r := runDeploy(t, tc.env, tc.files)
+			r := runDeploy(t, tc.env, tc.files, tc.args...)
 			if r.err == nil || !strings.Contains(r.stderr, tc.want) {
 				r.dump(t)
 				t.Fatalf("want failure %q", tc.want)
@@ -314,12 +341,95 @@ func TestDeployAppliesManifestsAsAdminOverTLS(t *testing.T) {
 		t.Fatal("servingctl did not run")
 	}
 	call := r.calls[i]
-	for _, want := range []string{"--server tls://internal-nlb:4222", "--creds ", "admin.creds", "--ca ", "nats-ca.pem", "apply -f manifests/examples"} {
+	// servingctl runs from the repository root; the path is absolute so it
+	// means the same from wherever deploy.sh was run.
+	for _, want := range []string{"--server tls://internal-nlb:4222", "--creds ", "admin.creds", "--ca ", "nats-ca.pem", "apply -f " + filepath.Join(r.root, "manifests", "examples")} {
 		if !strings.Contains(call, want) {
 			t.Errorf("servingctl call %q lacks %q", call, want)
 		}
 	}
 	if i < r.index("aws ecs describe-tasks") {
 		t.Error("manifests were applied before the controller was healthy")
+	}
+}
+
+// TestDeployAppliesManifestsFromWhereverItIsRun runs deploy.sh from inside
+// and outside the repository: servingctl runs from the repository root, so a
+// path relative to the caller's directory must reach it as an absolute path
+// (the servingctl stub fails on a path it cannot open, as servingctl does).
+func TestDeployAppliesManifestsFromWhereverItIsRun(t *testing.T) {
+	tfvars := "aws_region = \"eu-west-1\"\n"
+	for _, tc := range []struct {
+		name, dir string
+		arg       []string // after --apply-manifests
+		want      string   // relative to the scratch root
+	}{
+		{"a directory relative to the caller, outside the repository", "elsewhere", []string{"mine"}, "elsewhere/mine"},
+		{"a file relative to the caller, outside the repository", "elsewhere", []string{"./mine/app.yaml"}, "elsewhere/mine/app.yaml"},
+		{"a path relative to the caller, in a subdirectory", "terraform", []string{"../manifests/examples"}, "manifests/examples"},
+		{"the default, from outside the repository", "elsewhere", nil, "manifests/examples"},
+		{"a path under the repository root, from outside it", "elsewhere", []string{"manifests/examples"}, "manifests/examples"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			files := map[string]string{
+				"terraform/terraform.tfvars":   tfvars,
+				"elsewhere/mine/app.yaml":      "kind: ServingApp\n",
+				"manifests/examples/demo.yaml": "kind: ServingApp\n",
+			}
+			r := runDeployFrom(t, tc.dir, nil, files, append([]string{"--yes", "--apply-manifests"}, tc.arg...)...)
+			if r.err != nil {
+				r.dump(t)
+				t.Fatalf("deploy.sh failed: %v", r.err)
+			}
+			i := r.index("go run ./cmd/servingctl")
+			if i < 0 {
+				r.dump(t)
+				t.Fatal("servingctl did not run")
+			}
+			if want := " apply -f " + filepath.Join(r.root, tc.want); !strings.HasSuffix(r.calls[i], want) {
+				t.Errorf("servingctl call %q does not end in %q", r.calls[i], want)
+			}
+		})
+	}
+}
+
+// terraformOutputCall matches "tf output -raw NAME" (deploy.sh's wrapper) and
+// "terraform output -json NAME"; group 1 is the output's name.
+var terraformOutputCall = regexp.MustCompile(`\b(?:tf|terraform(?:\s+-chdir=\S+)?)\s+output(?:\s+-[a-z]+)*\s+([A-Za-z_][A-Za-z0-9_-]*)`)
+
+// TestEveryOutputTheScriptsReadExists checks that the outputs deploy.sh and
+// the guide's commands read are declared in outputs.tf: a renamed output
+// would otherwise surface as an error (or, with -raw in $(...), an empty
+// value) at the end of a real deployment. It also checks that the terraform
+// stub answers each one deploy.sh reads, so the deploy tests exercise them.
+func TestEveryOutputTheScriptsReadExists(t *testing.T) {
+	m := loadModule(t)
+	for _, tc := range []struct {
+		file        string
+		stubAnswers bool
+	}{
+		{"../deploy.sh", true},
+		{"../docs/deploy-aws.md", false},
+	} {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			src, err := os.ReadFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := terraformOutputCall.FindAllSubmatchIndex(src, -1)
+			if len(found) == 0 {
+				t.Fatalf("%s reads no terraform output: is terraformOutputCall out of date?", tc.file)
+			}
+			for _, loc := range found {
+				name := string(src[loc[2]:loc[3]])
+				line := 1 + bytes.Count(src[:loc[0]], []byte("\n"))
+				if m.outputs[name] == nil {
+					t.Errorf("%s:%d reads output %q, which outputs.tf does not declare", tc.file, line, name)
+				}
+				if tc.stubAnswers && !strings.Contains(stubs["terraform"], "*"+name+"*)") {
+					t.Errorf("%s:%d reads output %q, which the terraform stub does not answer", tc.file, line, name)
+				}
+			}
+		})
 	}
 }
