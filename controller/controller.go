@@ -97,6 +97,10 @@ func (c *Controller) Queue() *Queue {
 // process must then exit, as reconciles may still be running.
 func (c *Controller) Run(ctx context.Context) error {
 	if c.opts.Elector == nil {
+		// Without election this controller is the only one: it leads for as
+		// long as it runs, and the gauge says so, as /readyz does.
+		c.opts.Metrics.Leader.Set(1)
+		defer c.opts.Metrics.Leader.Set(0)
 		c.run(ctx, context.WithoutCancel(ctx))
 		return nil
 	}

@@ -29,7 +29,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		Leader: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "servingapp_controller_leader",
-			Help: "1 while this controller holds the leader lease.",
+			Help: "1 while this controller leads: it holds the leader lease, or runs with leader election disabled.",
 		}),
 	}
 	depth := prometheus.NewGaugeFunc(prometheus.GaugeOpts{

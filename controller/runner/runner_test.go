@@ -20,14 +20,26 @@ import (
 	"github.com/servingapp/servingapp/internal/natstest"
 )
 
+// TestRunServesHealthMetricsAndReconciles runs the controller with and
+// without leader election: either way the one running controller leads, and
+// /readyz and the leader gauge both say so.
 func TestRunServesHealthMetricsAndReconciles(t *testing.T) {
+	for _, tc := range []struct{ name, leaderElection string }{
+		{"elected", "{leaseTTL: 3s, renewEvery: 500ms, renewDeadline: 2s}"},
+		{"election disabled", "{disabled: true}"},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testRunServesHealthMetricsAndReconciles(t, tc.leaderElection) })
+	}
+}
+
+func testRunServesHealthMetricsAndReconciles(t *testing.T, leaderElection string) {
 	url, _ := natstest.Start(t)
 	nc, err := nats.Connect(url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	cfg, err := config.Parse([]byte("controllerId: test\nplatform: local\ndefaultImage: webapp:1\nappDomain: apps.test\nnats: {url: " + url + "}\nleaderElection: {leaseTTL: 3s, renewEvery: 500ms, renewDeadline: 2s}\n"))
+	cfg, err := config.Parse([]byte("controllerId: test\nplatform: local\ndefaultImage: webapp:1\nappDomain: apps.test\nnats: {url: " + url + "}\nleaderElection: " + leaderElection + "\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,10 +89,12 @@ func TestRunServesHealthMetricsAndReconciles(t *testing.T) {
 	for _, tc := range []struct{ path, want string }{
 		{"/healthz", "ok"},
 		{"/readyz", "ok leader"},
-		{"/metrics", `servingapp_controller_reconciles_total{result="success"}`},
-		{"/metrics", "servingapp_controller_reconcile_duration_seconds_count "},
-		{"/metrics", "servingapp_controller_leader 1"},
-		{"/metrics", "servingapp_controller_queue_depth "},
+		// Samples are matched from the start of a line: the HELP line of
+		// the leader gauge reads "# HELP servingapp_controller_leader 1 while …".
+		{"/metrics", "\n" + `servingapp_controller_reconciles_total{result="success"}`},
+		{"/metrics", "\nservingapp_controller_reconcile_duration_seconds_count "},
+		{"/metrics", "\nservingapp_controller_leader 1\n"},
+		{"/metrics", "\nservingapp_controller_queue_depth "},
 	} {
 		resp, err := http.Get(base + tc.path)
 		if err != nil {
