@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -219,6 +220,18 @@ spec:
 		{"missing object", "", []string{"describe", "nope"}, 1, []string{"servingapp default/nope not found"}},
 		{"unreachable server is one line", "nats://127.0.0.1:1", []string{"get", "-A"}, 1, []string{"cannot reach the servingapp API store at nats://127.0.0.1:1"}},
 		{"missing file", "", []string{"validate", "-f", "/no/such.yaml"}, 1, []string{"read /no/such.yaml: no such file or directory"}},
+		// Every way cobra rejects a command line is a usage error, found by
+		// type: none of these depends on the wording of cobra's message.
+		{"too many arguments is a usage error", "", []string{"get", "a", "b"}, 2, []string{"accepts at most 1 arg(s), received 2"}},
+		{"missing argument is a usage error", "", []string{"describe"}, 2, []string{"accepts 1 arg(s), received 0"}},
+		{"argument to a command that takes none is a usage error", "", []string{"validate", "x", "-f", bad}, 2, []string{`unknown command "x" for "servingctl validate"`}},
+		{"flag without its value is a usage error", "", []string{"get", "-o"}, 2, []string{"flag needs an argument"}},
+		{"flag with a bad value is a usage error", "", []string{"delete", "x", "--timeout", "soon"}, 2, []string{`invalid argument "soon"`}},
+		{"misspelt command suggests the right one", "", []string{"gett"}, 2, []string{`unknown command "gett" for "servingctl"`, "Did you mean this?\n\tget"}},
+		{"unknown subcommand of a parent is a usage error", "", []string{"audit", "tial"}, 2, []string{`unknown command "tial" for "servingctl audit"`, "tail"}},
+		{"argument to a completion script is a usage error", "", []string{"completion", "bash", "extra"}, 2, []string{`unknown command "extra"`}},
+		// And an error that merely quotes cobra's words is not one.
+		{"error quoting cobra's words is not a usage error", "", []string{"validate", "-f", "/no/an unknown command.yaml"}, 1, []string{"no such file or directory"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -243,6 +256,172 @@ spec:
 	}
 	if out, _, _ := h.run("", "get", "-A"); strings.Contains(out, "bad") {
 		t.Fatal("invalid object was stored")
+	}
+	for _, args := range [][]string{nil, {"audit"}} {
+		out, errOut, code := h.run("", args...)
+		if code != 0 || !strings.Contains(out, "Available Commands:") || errOut != "" {
+			t.Errorf("servingctl %v: exit %d, want 0 and help; stdout:\n%s\nstderr:\n%s", args, code, out, errOut)
+		}
+	}
+}
+
+// TestValidateNeedsNoServer: validate reads only the files. With the API
+// store unreachable, named by the environment or by --server, valid files
+// pass and invalid ones fail on their problems, never on the connection.
+func TestValidateNeedsNoServer(t *testing.T) {
+	const unreachable = "nats://127.0.0.1:1"
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("apiVersion: servingapp.io/v1alpha1\nkind: ServingApp\nmetadata: {name: a}\nspec:\n  allowlist: [10.0.0.5/8]\n  databricks: {host: https://x.cloud.databricks.com, servingEndpoint: e}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		inOut    string
+		inErrOut string
+	}{
+		{"valid files, server from the environment", []string{"validate", "-f", examples}, 0, "servingapp analytics/summarizer is valid", ""},
+		{"valid files, --server", []string{"validate", "-f", examples, "--server", unreachable}, 0, "servingapp platform/chat is valid", ""},
+		{"valid file from stdin", []string{"validate", "-f", "-", "--server", unreachable}, 0, "servingapp analytics/summarizer is valid", ""},
+		{"invalid file", []string{"validate", "-f", bad, "--server", unreachable}, 1, "", `spec.allowlist[0]: "10.0.0.5/8" has host bits set`},
+	}
+	stdin, err := os.ReadFile(filepath.Join(examples, "summarizer.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			c := &cli{
+				streams: streams{in: bytes.NewReader(stdin), out: &out, errOut: &errOut},
+				getenv: func(k string) string {
+					if k == "SERVINGAPP_NATS_URL" {
+						return unreachable
+					}
+					return ""
+				},
+				now: func() time.Time { return testNow },
+			}
+			code := c.run(context.Background(), append(tc.args, "--request-timeout", "2s"))
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d; stdout:\n%s\nstderr:\n%s", code, tc.code, &out, &errOut)
+			}
+			if !strings.Contains(out.String(), tc.inOut) || !strings.Contains(errOut.String(), tc.inErrOut) {
+				t.Fatalf("stdout lacks %q or stderr lacks %q; stdout:\n%s\nstderr:\n%s", tc.inOut, tc.inErrOut, &out, &errOut)
+			}
+			if strings.Contains(errOut.String(), "127.0.0.1:1") {
+				t.Fatalf("validate tried the server:\n%s", &errOut)
+			}
+		})
+	}
+}
+
+// TestDescribeShowsTheLastTenEventsOldestFirst: of an app's twelve events,
+// interleaved with another app's, describe shows exactly the newest ten, in
+// the order they happened.
+func TestDescribeShowsTheLastTenEventsOldestFirst(t *testing.T) {
+	h := newHarness(t)
+	if _, errOut, code := h.run("", "apply", "-f", examples); code != 0 {
+		t.Fatal(errOut)
+	}
+	js := h.openJS()
+	ctx := context.Background()
+	if err := audit.EnsureStreams(ctx, js, audit.StreamOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 12; i++ {
+		at := testNow.Add(time.Duration(i-13) * time.Minute)
+		for _, ev := range []audit.ReconcileEvent{
+			{Namespace: "analytics", Name: "summarizer", Severity: audit.SeverityNormal, Reason: fmt.Sprintf("Step%02d", i), Message: fmt.Sprintf("step %d of the summarizer", i)},
+			{Namespace: "platform", Name: "chat", Severity: audit.SeverityWarning, Reason: "OtherApp", Message: "an event of another app"},
+		} {
+			if err := audit.PublishReconcileEvent(ctx, js, audit.NewEventID(), at, ev); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	out, errOut, code := h.run("", "describe", "summarizer", "-n", "analytics")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	_, events, ok := strings.Cut(out, "\nEvents:\n")
+	if !ok {
+		t.Fatalf("no Events section:\n%s", out)
+	}
+	// Rows are TYPE REASON AGE MESSAGE; the messages say which step they are.
+	var rows []string
+	for line := range strings.SplitSeq(strings.TrimSpace(events), "\n") {
+		if f := strings.Fields(line); len(f) > 3 && f[0] != "TYPE" {
+			rows = append(rows, strings.Join(f, " "))
+		}
+	}
+	var want []string
+	for i := 3; i <= 12; i++ {
+		age := fmt.Sprintf("%dm", 13-i)
+		if i == 12 {
+			age = "60s"
+		}
+		want = append(want, fmt.Sprintf("Normal Step%02d %s step %d of the summarizer", i, age, i))
+	}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("events:\n%s\nwant:\n%s", strings.Join(rows, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// TestDeleteByNameWaitsForTheFinalizer: delete NAME --wait marks the object
+// deleted and returns 0 only once the controller (here a goroutine holding
+// the finalizer for a second) has removed its finalizer; without that it
+// gives up at --timeout, naming what to check.
+func TestDeleteByNameWaitsForTheFinalizer(t *testing.T) {
+	h := newHarness(t)
+	if _, errOut, code := h.run("", "apply", "-f", filepath.Join(examples, "summarizer.yaml")); code != 0 {
+		t.Fatal(errOut)
+	}
+	st := h.openStore()
+	ctx := context.Background()
+	if _, err := st.AddFinalizer(ctx, "analytics", "summarizer", v1.FinalizerCleanup); err != nil {
+		t.Fatal(err)
+	}
+
+	_, errOut, code := h.run("", "delete", "summarizer", "-n", "analytics", "--wait", "--timeout", "300ms")
+	if code != 1 || !strings.Contains(errOut, "servingapp analytics/summarizer still exists after 300ms: is the controller running?") {
+		t.Fatalf("with the finalizer kept: exit %d, want 1 and a timeout naming the app:\n%s", code, errOut)
+	}
+
+	returned := make(chan struct{})
+	removed := make(chan error, 1)
+	go func() {
+		for {
+			a, err := st.Get(ctx, "analytics", "summarizer")
+			if err != nil {
+				removed <- err
+				return
+			}
+			if a.Metadata.DeletionTimestamp != nil && len(a.Metadata.Finalizers) > 0 {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		select {
+		case <-returned:
+			removed <- errors.New("delete --wait returned while the finalizer was still there")
+			return
+		case <-time.After(time.Second):
+		}
+		_, err := st.RemoveFinalizer(ctx, "analytics", "summarizer", v1.FinalizerCleanup)
+		removed <- err
+	}()
+	out, errOut, code := h.run("", "delete", "summarizer", "-n", "analytics", "--wait", "--timeout", "30s")
+	close(returned)
+	if err := <-removed; err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 || out != "servingapp analytics/summarizer deleting\nservingapp analytics/summarizer deleted\n" {
+		t.Fatalf("exit %d, want 0; stdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if _, err := st.Get(ctx, "analytics", "summarizer"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("after delete --wait: %v, want not found", err)
 	}
 }
 

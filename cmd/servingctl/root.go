@@ -81,23 +81,57 @@ func (c *cli) run(ctx context.Context, args []string) int {
 	}
 	fmt.Fprintln(s.errOut, "error:", err)
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsageError(err) {
+	if errors.As(err, &ue) {
 		fmt.Fprintln(s.errOut, "run 'servingctl --help' for usage")
 		return exitUsage
 	}
 	return exitError
 }
 
-// isCobraUsageError recognises cobra's own argument and flag errors, which it
-// returns as plain errors.
-func isCobraUsageError(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown command", "unknown flag", "unknown shorthand flag", "flag needs an argument", "invalid argument", "accepts ", "requires at least", "required flag"} {
-		if strings.HasPrefix(msg, p) || strings.Contains(msg, " "+p) {
-			return true
+// typeUsageErrors makes every way cobra can reject the command line of cmd
+// or its subcommands return a usageError, so that exit code 2 never depends
+// on the wording of cobra's messages. Flag errors go through the root's flag
+// error func; argument checks (cobra.NoArgs, ExactArgs, ...) are wrapped
+// here. A parent command's unknown subcommand is cobra's "legacy" check,
+// which cannot be wrapped, so parents get their own check instead. (No flag
+// is marked required: cobra would report a missing one untyped. Commands
+// check their flags themselves and return usagef.)
+func typeUsageErrors(cmd *cobra.Command) {
+	if cmd.HasSubCommands() && !cmd.Runnable() {
+		// cobra checks no arguments of a command it cannot run (it shows
+		// help whatever they are), so make the parent runnable: its
+		// arguments are checked, and with none it shows that same help.
+		cmd.Args = unknownSubcommand
+		cmd.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	} else if check := cmd.Args; check != nil {
+		cmd.Args = func(cmd *cobra.Command, args []string) error {
+			err := check(cmd, args)
+			var ue usageError
+			if err == nil || errors.As(err, &ue) {
+				return err
+			}
+			return usageError{err}
 		}
 	}
-	return false
+	for _, sub := range cmd.Commands() {
+		typeUsageErrors(sub)
+	}
+}
+
+// unknownSubcommand rejects any argument of a parent command: it can only
+// be a misspelt subcommand. The message is cobra's own.
+func unknownSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2 // cobra's default
+	}
+	if sugg := cmd.SuggestionsFor(args[0]); len(sugg) > 0 {
+		msg += "\n\nDid you mean this?\n\t" + strings.Join(sugg, "\n\t")
+	}
+	return usageError{errors.New(msg)}
 }
 
 func (c *cli) rootCommand() *cobra.Command {
@@ -130,6 +164,11 @@ machine with 'servingctl dev'.`,
 		c.devCommand(),
 		c.auditCommand(),
 	)
+	// cobra adds these when it executes; add them now so that their
+	// argument errors are typed too.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd()
+	typeUsageErrors(root)
 	return root
 }
 
