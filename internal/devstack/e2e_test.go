@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/servingapp/servingapp/api/audit"
 	"github.com/servingapp/servingapp/api/store"
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
@@ -140,8 +142,9 @@ func getMe(t testing.TB, c *http.Client, appURL string) me {
 }
 
 // TestEndToEndOnTheDevStack: apply → Ready → login through the gateway →
-// invoke → allowlist enforced and changed → delete → 404 and the redirect URL
-// gone from the emulator.
+// invoke → the audit events read back from JetStream and counted in
+// status.usage → allowlist enforced and changed → delete → 404 and the
+// redirect URL gone from the emulator.
 func TestEndToEndOnTheDevStack(t *testing.T) {
 	s := startStack(t)
 	ctx := context.Background()
@@ -177,6 +180,17 @@ func TestEndToEndOnTheDevStack(t *testing.T) {
 	if resp.StatusCode != 200 || !bytes.Contains(out, []byte(`"chat.completion"`)) {
 		t.Fatalf("invoke: %d %s", resp.StatusCode, out)
 	}
+	waitForAudit(t, s, "team", "e2e", "alice@example.com", audit.LoginSucceeded, audit.InvocationCompleted)
+	// The controller's usage engine folds the same events into status.usage
+	// (at most one status write per app every 10 s, hence the poll).
+	waitFor(t, "status.usage of team/e2e to count the login and the invocation", func() bool {
+		a, err := s.Store.Get(ctx, "team", "e2e")
+		if err != nil {
+			return false
+		}
+		u := a.Status.Usage
+		return u.Logins24h >= 1 && u.Invocations24h >= 1 && u.LastInvocationTime != nil
+	})
 
 	other := client(s, "127.0.0.2")
 	if code := status(t, other, appURL); code != http.StatusForbidden {
@@ -212,6 +226,53 @@ func TestEndToEndOnTheDevStack(t *testing.T) {
 	}
 	if registered() {
 		t.Fatal("redirect URL still registered after delete")
+	}
+}
+
+// waitForAudit reads the app's audit events back from JetStream, as
+// servingctl audit tail does (one ephemeral ordered consumer, deleted after),
+// until it has seen an event of each of types by the user with email for the
+// app ns/name (in the envelope and the data, not only in the subject). The
+// events are published after the responses, so it waits for them, with a
+// generous bound that asserts nothing about time.
+func waitForAudit(t *testing.T, s *devstack.Stack, ns, name, email string, types ...audit.EventType) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	stream, err := s.JS.Stream(ctx, audit.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{audit.AuditAppSubjects(ns, name)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if ci := cons.CachedInfo(); ci != nil {
+			_ = stream.DeleteConsumer(context.Background(), ci.Name)
+		}
+	}()
+	it, err := cons.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	var seen []string
+	missing := slices.Clone(types)
+	for len(missing) > 0 {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			t.Fatalf("audit events %v of %s in %s/%s: %v; read back: %v", missing, email, ns, name, err, seen)
+		}
+		env, typ, ev, err := audit.DecodeAuditEvent(m.Data())
+		if err != nil {
+			t.Fatalf("audit stream message on %s: %v", m.Subject(), err)
+		}
+		u := ev.Principal()
+		seen = append(seen, fmt.Sprintf("%s %s by %v for %+v", env.Subject, typ, u, ev.App()))
+		if u != nil && u.EmailAddr == email && env.Subject == ns+"/"+name && ev.App() == (audit.AppRef{Namespace: ns, Name: name}) {
+			missing = slices.DeleteFunc(missing, func(x audit.EventType) bool { return x == typ })
+		}
 	}
 }
 
