@@ -562,7 +562,15 @@ func TestDeletionTearsDownInReverseOrderAndRemovesFinalizer(t *testing.T) {
 	}
 }
 
-func TestEventsNeverRepeatWithinWindowAndCarryNoSecrets(t *testing.T) {
+// TestRepeatedFailureRecordsOneEventPerWindow: a key failing the same way on
+// every backoff step records one ReconcileFailed warning per repeat window,
+// not one per attempt, and records it again once the window has passed.
+//
+// Secrets are not checked here because the controller never holds one: the
+// model carries only references (Secrets Manager ARNs, the client secret's
+// reference), and platforms and the registrar keep secret values out of
+// their errors, which the reconciler passes on verbatim.
+func TestRepeatedFailureRecordsOneEventPerWindow(t *testing.T) {
 	e := newEnv(t)
 	e.apply(testApp("web"))
 	e.plat.FailAll(errors.New("ThrottlingException"))
@@ -576,5 +584,93 @@ func TestEventsNeverRepeatWithinWindowAndCarryNoSecrets(t *testing.T) {
 	}
 	if len(evs) != 1 || evs[0].Reason != "ReconcileFailed" || evs[0].Severity != audit.SeverityWarning {
 		t.Fatalf("want one ReconcileFailed warning, got %+v", evs)
+	}
+	e.clock.Advance(10 * time.Minute)
+	_, _ = r.Reconcile(context.Background(), "team.web")
+	if _, evs, err = audit.LastReconcileEvents(context.Background(), e.js, "team", "web", 10); err != nil || len(evs) != 2 || evs[1].Reason != "ReconcileFailed" {
+		t.Fatalf("a window later: want the warning recorded again, got %+v (%v)", evs, err)
+	}
+}
+
+// TestReconcileEventsOnTheDocumentedSubjectAndStream reads reconcile events
+// the way an operator's tooling would, by the names the documentation gives
+// (subject servingapp.events.<ns>.<name>, stream SERVINGAPP_EVENTS, CloudEvents
+// in structured JSON), written out rather than taken from package constants,
+// so renaming either breaks this test and not only its readers.
+func TestReconcileEventsOnTheDocumentedSubjectAndStream(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	const subject = "servingapp.events.team.web"
+	sub, err := e.js.Conn().SubscribeSync(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+
+	e.apply(testApp("web"))
+	converge(t, e.reconciler(), "team.web", 4)
+	want := []string{"SecretCreated", "TaskDefinitionCreated", "TargetGroupCreated", "ServiceCreated", "RuleCreated", "RuleCreated"}
+
+	type envelope struct {
+		SpecVersion string `json:"specversion"`
+		Type        string `json:"type"`
+		Subject     string `json:"subject"`
+		Data        struct {
+			Namespace string `json:"namespace"`
+			Name      string `json:"name"`
+			Severity  string `json:"severity"`
+			Reason    string `json:"reason"`
+		} `json:"data"`
+	}
+	decode := func(from string, b []byte) string {
+		t.Helper()
+		var ev envelope
+		if err := json.Unmarshal(b, &ev); err != nil {
+			t.Fatalf("%s: not JSON: %v: %s", from, err, b)
+		}
+		if ev.SpecVersion != "1.0" || ev.Type != "io.servingapp.controller.reconcile" || ev.Subject != "team/web" ||
+			ev.Data.Namespace != "team" || ev.Data.Name != "web" || ev.Data.Severity != "Normal" {
+			t.Fatalf("%s: unexpected CloudEvent %s", from, b)
+		}
+		return ev.Data.Reason
+	}
+
+	stream, err := e.js.Stream(ctx, "SERVINGAPP_EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[subject]; n != uint64(len(want)) {
+		t.Fatalf("stream SERVINGAPP_EVENTS holds %d events on %s, want %d", n, subject, len(want))
+	}
+	cons, err := stream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch, err := cons.Fetch(len(want))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored []string
+	for m := range batch.Messages() {
+		stored = append(stored, decode("stream", m.Data()))
+	}
+	if !slices.Equal(stored, want) {
+		t.Fatalf("stream SERVINGAPP_EVENTS: reasons %v, want %v", stored, want)
+	}
+
+	var live []string
+	for range want {
+		m, err := sub.NextMsg(10 * time.Second) // published and acknowledged already: only delivery is left
+		if err != nil {
+			t.Fatalf("subscriber on %s got %v after %v", subject, err, live)
+		}
+		live = append(live, decode("subscription", m.Data))
+	}
+	if !slices.Equal(live, want) {
+		t.Fatalf("subscriber on %s: reasons %v, want %v", subject, live, want)
 	}
 }
