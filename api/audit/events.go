@@ -198,6 +198,10 @@ func ReadAuditEvents(ctx context.Context, js jetstream.JetStream, filter string,
 	if err != nil {
 		return nil, fmt.Errorf("read audit events %s: %w", filter, err)
 	}
+	// Delete the consumer at once rather than leave it to its inactivity
+	// threshold: a caller polling this would otherwise pile up consumers
+	// until the server's limit refuses new ones.
+	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
 	out := make([]StoredAuditEvent, 0, total)
 	for read := uint64(0); read < total; {
 		batch, err := c.Fetch(int(min(total-read, 500)), jetstream.FetchMaxWait(2*time.Second))

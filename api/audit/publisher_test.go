@@ -69,6 +69,14 @@ func readAll(t *testing.T, js jetstream.JetStream) []audit.StoredAuditEvent {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Reading leaves the stream as it was: no consumer stays behind.
+	s, err := js.Stream(ctx, audit.AuditStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := s.Info(ctx); err != nil || info.State.Consumers != 0 {
+		t.Fatalf("after reading, the audit stream has consumers: %+v, %v", info.State, err)
+	}
 	return evs
 }
 
