@@ -3,6 +3,7 @@ package controller_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/servingapp/servingapp/api/store"
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
@@ -414,4 +416,158 @@ func TestStandbyTakesOverWithin20sAtTheDefaults(t *testing.T) {
 	} else {
 		t.Logf("standby took over %s (simulated) after the leader died", took)
 	}
+}
+
+// TestRequeueAfterResetsTheFailureBackoff: a reconcile that succeeds but asks
+// to be looked at again (a rollout in progress) ends the run of failures, so
+// the next failure backs off from the base delay again and not from where
+// the earlier failures left it.
+func TestRequeueAfterResetsTheFailureBackoff(t *testing.T) {
+	e := newEnv(t)
+	clk := clock.NewManual(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
+	throttled := errors.New("throttled")
+	var mu sync.Mutex
+	answers := []struct {
+		res controller.Result
+		err error
+	}{{err: throttled}, {err: throttled}, {err: throttled}, {res: controller.Result{RequeueAfter: time.Minute}}, {err: throttled}, {}}
+	rec := &scriptedReconciler{answer: func(string) (controller.Result, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		a := answers[0]
+		answers = answers[1:]
+		return a.res, a.err
+	}}
+	c := controller.New(e.store, rec, controller.Options{Workers: 1, Clock: clk, Resync: 24 * time.Hour,
+		Jitter: func(time.Duration) time.Duration { return 0 }})
+	runController(t, c)
+
+	// attempt waits for the nth attempt to have been handled: it ran, and
+	// the key waits on the clock again (one timer besides the resync's).
+	attempt := func(n int) {
+		t.Helper()
+		waitUntil(t, fmt.Sprintf("attempt %d handled", n), func() bool { return rec.count("team.web") == n && clk.Pending() == 2 })
+	}
+	failures := func(want int) {
+		t.Helper()
+		if got := c.Queue().Failures("team.web"); got != want {
+			t.Fatalf("after attempt %d: %d consecutive failures counted, want %d", rec.count("team.web"), got, want)
+		}
+	}
+	e.apply(testApp("web"))
+	attempt(1)
+	clk.Advance(controller.DefaultBaseDelay)
+	attempt(2)
+	clk.Advance(2 * controller.DefaultBaseDelay)
+	attempt(3)
+	failures(3)
+	clk.Advance(4 * controller.DefaultBaseDelay) // attempt 4 asks for a requeue in a minute
+	attempt(4)
+	failures(0)
+	clk.Advance(time.Minute) // attempt 5 fails: the base delay again, not 16 times it
+	attempt(5)
+	failures(1)
+	clk.Advance(controller.DefaultBaseDelay)
+	waitUntil(t, "attempt 6 after the base delay", func() bool { return rec.count("team.web") == 6 })
+}
+
+// blockingReconciler holds its first reconcile until finish is closed, then
+// writes status with the context it was given, as a real reconcile would.
+type blockingReconciler struct {
+	st       controller.Store
+	started  chan struct{}
+	finish   chan struct{}
+	once     sync.Once
+	writeErr error
+	ctxErr   error
+}
+
+func (b *blockingReconciler) Reconcile(ctx context.Context, key string) (controller.Result, error) {
+	first := false
+	b.once.Do(func() { first = true })
+	if !first {
+		return controller.Result{}, nil
+	}
+	close(b.started)
+	<-b.finish
+	_, b.writeErr = b.st.PatchStatus(ctx, "team", "web", func(s *v1.ServingAppStatus) error {
+		s.Message = "finished after shutdown began"
+		return nil
+	})
+	b.ctxErr = ctx.Err()
+	return controller.Result{}, b.writeErr
+}
+
+// TestGracefulShutdownLetsInFlightReconcileFinish: a shutdown stops intake
+// but the reconcile already running finishes with a live context (its
+// writes succeed) and counts as a success, not as aborted; with or without
+// leader election.
+func TestGracefulShutdownLetsInFlightReconcileFinish(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		elected bool
+	}{
+		{"election disabled", false},
+		{"elected", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t)
+			reg := prometheus.NewRegistry()
+			opts := controller.Options{Workers: 1, Resync: 24 * time.Hour, Metrics: controller.NewMetrics(reg)}
+			if tc.elected {
+				kv, err := e.js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
+				if err != nil {
+					t.Fatal(err)
+				}
+				// Hour-long periods: no renewal or expiry can happen during the test.
+				opts.Elector = &controller.LeaderElector{KV: kv, Identity: "a", Clock: clock.Real{}, Log: slog.New(slog.DiscardHandler),
+					LeaseTTL: 3 * time.Hour, RenewEvery: time.Hour, RenewDeadline: 2 * time.Hour}
+			}
+			rec := &blockingReconciler{st: e.store, started: make(chan struct{}), finish: make(chan struct{})}
+			c := controller.New(e.store, rec, opts)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error, 1)
+			go func() { done <- c.Run(ctx) }()
+
+			e.apply(testApp("web"))
+			<-rec.started
+			cancel() // contexts derived from ctx end here, synchronously
+			close(rec.finish)
+			if err := <-done; err != nil {
+				t.Fatalf("graceful stop returned %v", err)
+			}
+			if rec.ctxErr != nil || rec.writeErr != nil {
+				t.Fatalf("the in-flight reconcile lost its context on shutdown: ctx %v, status write %v", rec.ctxErr, rec.writeErr)
+			}
+			if got := e.get("web").Status.Message; got != "finished after shutdown began" {
+				t.Fatalf("status message %q: the in-flight reconcile's write is missing", got)
+			}
+			if got := reconciles(t, reg); got["success"] != 1 || got["aborted"] != 0 {
+				t.Fatalf("reconciles by result %v, want the in-flight one counted as a success", got)
+			}
+		})
+	}
+}
+
+// reconciles reads servingapp_controller_reconciles_total by result from reg.
+func reconciles(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range fams {
+		if f.GetName() != "servingapp_controller_reconciles_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" {
+					out[l.GetValue()] = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return out
 }

@@ -193,6 +193,9 @@ func TestFailuresBackOffThroughTheController(t *testing.T) {
 	// not be enough for the next attempt, d must.
 	step := func(d time.Duration, want int) {
 		t.Helper()
+		// The attempt counts when it starts; its backoff timer is set after
+		// it returns. Moving the clock before that would push the retry out.
+		waitUntil(t, "the backoff timer set", func() bool { return clk.Pending() == 2 }) // and the resync's
 		clk.Advance(d - time.Nanosecond)
 		time.Sleep(20 * time.Millisecond)
 		if n := rec.count("team.web"); n != want-1 {
