@@ -3,11 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -50,9 +55,19 @@ logins, and serves until Ctrl-C.`,
 				log = slog.New(slog.NewJSONHandler(c.errOut, nil))
 			}
 			ctx := cmd.Context()
+			// Ctrl-C while dev is still starting (most likely while it waits
+			// for the apps) is a stop like any other, not a failure: whatever
+			// step it interrupted, that step's error is its consequence.
+			stopped := func(err error) error {
+				if ctx.Err() != nil {
+					fmt.Fprintln(c.out, "\nstopping…")
+					return nil
+				}
+				return err
+			}
 			stack, err := devstack.Start(ctx, devstack.Options{DataDir: dataDir, NATSPort: natsPort, GatewayAddr: gateway, Log: log})
 			if err != nil {
-				return err
+				return stopped(err)
 			}
 			defer stack.Close()
 			apps := make([]*v1.ServingApp, len(srcs))
@@ -65,17 +80,18 @@ logins, and serves until Ctrl-C.`,
 			for _, s := range srcs {
 				_, outcome, err := stack.Store.Apply(ctx, s.app)
 				if err != nil {
-					return fmt.Errorf("apply %s from %s: %w", s.app.NamespacedName(), s.file, err)
+					return stopped(fmt.Errorf("apply %s from %s: %w", s.app.NamespacedName(), s.file, err))
 				}
 				fmt.Fprintf(c.out, "servingapp %s %s\n", s.app.NamespacedName(), outcomeWord(outcome))
 			}
-			firstReady, err := waitReady(ctx, stack.Store, apps, wait)
+			probe := newGatewayProbe(gateway, stack.GatewayPort)
+			firstReady, err := waitReady(ctx, stack.Store, apps, wait, probe.serves)
 			if err != nil {
-				return err
+				return stopped(err)
 			}
 			all, err := stack.Store.List(ctx, store.ListOptions{})
 			if err != nil {
-				return err
+				return stopped(err)
 			}
 			if len(files) == 0 {
 				fmt.Fprintln(c.out, "(dev mode added 127.0.0.1/32 and ::1/128 to the built-in examples' allowlists so this machine can reach them)")
@@ -101,23 +117,32 @@ logins, and serves until Ctrl-C.`,
 	return cmd
 }
 
-// waitReady polls until every app is Ready or the wait is over, and returns
-// when the first became Ready.
-func waitReady(ctx context.Context, st *store.Store, apps []*v1.ServingApp, wait time.Duration) (time.Time, error) {
+// waitReady polls until every app is Ready and served by this run's
+// gateway, or the wait is over, and returns when the first one was. Over an
+// existing --data-dir the status still says what the previous run saw:
+// Ready, with conditions whose transition times need not change when this
+// run's controller brings the app back (Ready stays True), so the status
+// alone cannot tell a restarted app from a stale one. The gateway can: it
+// belongs to this process and routes an app only once this run's controller
+// has started its instances. It returns ctx's error when ctx ends first.
+func waitReady(ctx context.Context, st *store.Store, apps []*v1.ServingApp, wait time.Duration, serves func(context.Context, *v1.ServingApp) bool) (time.Time, error) {
 	deadline := time.Now().Add(wait)
 	var first time.Time
+	ready := make(map[string]bool, len(apps))
 	for {
-		ready := 0
 		for _, a := range apps {
+			if ready[a.Key()] {
+				continue
+			}
 			got, err := st.Get(ctx, a.Metadata.Namespace, a.Metadata.Name)
-			if err == nil && got.Status.Phase == v1.PhaseReady {
-				ready++
+			if err == nil && got.Status.Phase == v1.PhaseReady && serves(ctx, got) {
+				ready[a.Key()] = true
 			}
 		}
-		if ready > 0 && first.IsZero() {
+		if len(ready) > 0 && first.IsZero() {
 			first = time.Now()
 		}
-		if ready == len(apps) || time.Now().After(deadline) {
+		if len(ready) == len(apps) || time.Now().After(deadline) {
 			return first, nil
 		}
 		select {
@@ -126,6 +151,78 @@ func waitReady(ctx context.Context, st *store.Store, apps []*v1.ServingApp, wait
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// gatewayProbe asks the dev gateway for an app's health page, as a browser
+// would, but connecting to the gateway whatever the app's host name
+// resolves to and through no proxy.
+type gatewayProbe struct {
+	client *http.Client
+	port   int
+}
+
+// newGatewayProbe reaches the gateway listening on listen (--gateway) at port.
+func newGatewayProbe(listen string, port int) *gatewayProbe {
+	host, _, _ := net.SplitHostPort(listen)
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+		if ip != nil && ip.To4() == nil {
+			host = "::1"
+		}
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	var d net.Dialer
+	return &gatewayProbe{client: &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, network, addr)
+			},
+			DisableKeepAlives: true,
+		},
+		// A redirect (to a login page, say) is an answer from the app.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, port: port}
+}
+
+// serves reports whether the gateway serves a at its status URL. The
+// gateway answers 404 until this run routed the app, 503 while the route has
+// no instance and 502 while its instance does not answer; any other answer
+// comes from the app, or is the gateway's 403 for an address off the
+// allowlist, which it gives only on a route this run set up after starting
+// the app's instances. An app asking for no instance at all is served by
+// the 503. The URL must name this gateway's port too: after a restart on
+// another port the status keeps the previous run's URL until this run's
+// controller writes its own, and the table would print a dead link.
+func (p *gatewayProbe) serves(ctx context.Context, a *v1.ServingApp) bool {
+	u, err := url.Parse(a.Status.URL)
+	if a.Status.URL == "" || err != nil {
+		return false
+	}
+	port := u.Port()
+	if port == "" && u.Scheme == "http" {
+		port = "80"
+	}
+	if port != strconv.Itoa(p.port) {
+		return false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.JoinPath("healthz").String(), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+	resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return a.Spec.Autoscaling == nil && a.Spec.Replicas != nil && *a.Spec.Replicas == 0
+	case resp.StatusCode == http.StatusNotFound, resp.StatusCode >= 500:
+		return false
+	}
+	return true
 }
 
 func (c *cli) printDevTable(apps []*v1.ServingApp, stack *devstack.Stack) {
