@@ -194,16 +194,13 @@ func (c *cli) auditSchemaCommand() *cobra.Command {
 func (c *cli) connectAudit(ctx context.Context) (jetstream.JetStream, func(), error) {
 	url := c.serverURL()
 	opts := []nats.Option{nats.Name("servingctl audit"), nats.Timeout(c.timeout), nats.MaxReconnects(-1)}
-	creds := c.creds
-	if creds == "" {
-		creds = c.getenv("SERVINGAPP_NATS_CREDS")
-	}
-	if creds != "" {
-		opts = append(opts, nats.UserCredentials(creds))
-	}
-	nc, err := nats.Connect(url, opts...)
+	auth, err := c.natsAuth()
 	if err != nil {
-		return nil, nil, fmt.Errorf("cannot reach NATS at %s: %v (start one with 'servingctl dev', or pass --server)", url, err)
+		return nil, nil, err
+	}
+	nc, err := nats.Connect(url, append(opts, auth...)...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot reach NATS at %s: %v (%s)", url, err, connectHint(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {

@@ -190,9 +190,10 @@ type conn struct {
 }
 
 // connect opens the API store. An unreachable server is one clear line.
-func (c *cli) connect(ctx context.Context) (*conn, error) {
-	url := c.serverURL()
-	opts := []nats.Option{nats.Name("servingctl"), nats.Timeout(c.timeout), nats.MaxReconnects(0)}
+// natsAuth returns the connection options for the credentials (--creds or
+// $SERVINGAPP_NATS_CREDS) and private CA (--ca or $SERVINGAPP_NATS_CA) every
+// command that talks to NATS uses.
+func (c *cli) natsAuth() ([]nats.Option, error) {
 	creds, ca := c.creds, c.ca
 	if creds == "" {
 		creds = c.getenv("SERVINGAPP_NATS_CREDS")
@@ -200,7 +201,13 @@ func (c *cli) connect(ctx context.Context) (*conn, error) {
 	if ca == "" {
 		ca = c.getenv("SERVINGAPP_NATS_CA")
 	}
-	auth, err := natsconn.Options(creds, ca)
+	return natsconn.Options(creds, ca)
+}
+
+func (c *cli) connect(ctx context.Context) (*conn, error) {
+	url := c.serverURL()
+	opts := []nats.Option{nats.Name("servingctl"), nats.Timeout(c.timeout), nats.MaxReconnects(0)}
+	auth, err := c.natsAuth()
 	if err != nil {
 		return nil, err
 	}

@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/servingapp/servingapp/api/audit"
+	"github.com/servingapp/servingapp/internal/natsconn"
 	"github.com/servingapp/servingapp/internal/natstest"
 )
 
@@ -16,6 +22,7 @@ import (
 // one line what is missing otherwise.
 func TestSecuredServerNeedsCredentialsAndCA(t *testing.T) {
 	srv := natstest.StartSecured(t)
+	ensureAuditStreams(t, srv)
 	cases := []struct {
 		name     string
 		args     []string
@@ -30,31 +37,62 @@ func TestSecuredServerNeedsCredentialsAndCA(t *testing.T) {
 		{"missing credentials file", []string{"--creds", srv.CredsFile + ".missing", "--ca", srv.CAFile}, nil, 1, "NATS credentials"},
 		{"CA file that is no PEM", []string{"--creds", srv.CredsFile, "--ca", srv.CredsFile}, nil, 1, "NATS CA"},
 	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			env := map[string]string{"SERVINGAPP_NATS_URL": srv.URL}
-			for k, v := range tc.env {
-				env[k] = v
-			}
-			c := &cli{
-				streams: streams{in: strings.NewReader(""), out: &out, errOut: &errOut},
-				getenv:  func(k string) string { return env[k] },
-				now:     time.Now,
-			}
-			code := c.run(context.Background(), append([]string{"get", "-A", "--request-timeout", "5s"}, tc.args...))
-			if code != tc.wantCode {
-				t.Fatalf("exit %d, want %d; stderr: %s", code, tc.wantCode, errOut.String())
-			}
-			if tc.wantErr != "" {
-				msg := strings.TrimSpace(errOut.String())
-				if !strings.Contains(msg, tc.wantErr) || strings.Count(msg, "\n") > 0 {
-					t.Fatalf("stderr %q: want one line naming %q", msg, tc.wantErr)
+	// The store commands and the audit commands connect alike.
+	commands := [][]string{
+		{"get", "-A"},
+		{"audit", "tail", "--since", "1h"},
+		{"audit", "export", "--since", "1h"},
+	}
+	for _, command := range commands {
+		for _, tc := range cases {
+			t.Run(strings.Join(command[:2], " ")+"/"+tc.name, func(t *testing.T) {
+				var out, errOut bytes.Buffer
+				env := map[string]string{"SERVINGAPP_NATS_URL": srv.URL}
+				for k, v := range tc.env {
+					env[k] = v
 				}
-				if strings.Contains(msg, "SUA") || strings.Contains(msg, "eyJ") {
-					t.Fatalf("stderr shows credential material: %q", msg)
+				c := &cli{
+					streams: streams{in: strings.NewReader(""), out: &out, errOut: &errOut},
+					getenv:  func(k string) string { return env[k] },
+					now:     time.Now,
 				}
-			}
-		})
+				args := append(append(slices.Clone(command), "--request-timeout", "5s"), tc.args...)
+				code := c.run(context.Background(), args)
+				if code != tc.wantCode {
+					t.Fatalf("exit %d, want %d; stderr: %s", code, tc.wantCode, errOut.String())
+				}
+				if tc.wantErr != "" {
+					msg := strings.TrimSpace(errOut.String())
+					if !strings.Contains(msg, tc.wantErr) || strings.Count(msg, "\n") > 0 {
+						t.Fatalf("stderr %q: want one line naming %q", msg, tc.wantErr)
+					}
+					if strings.Contains(msg, "SUA") || strings.Contains(msg, "eyJ") {
+						t.Fatalf("stderr shows credential material: %q", msg)
+					}
+				}
+			})
+		}
+	}
+}
+
+// ensureAuditStreams creates the audit streams on srv, as a controller
+// starting there would.
+func ensureAuditStreams(t *testing.T, srv natstest.Secured) {
+	t.Helper()
+	auth, err := natsconn.Options(srv.CredsFile, srv.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.URL, auth...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := audit.EnsureStreams(context.Background(), js, audit.StreamOptions{}); err != nil {
+		t.Fatal(err)
 	}
 }
