@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/servingapp/servingapp/api/audit"
 	v1 "github.com/servingapp/servingapp/api/v1alpha1"
+	"github.com/servingapp/servingapp/internal/natstest"
 )
 
 // startDev starts `servingctl dev` on dataDir with free ports and waits until
@@ -235,15 +235,7 @@ func apiStoreURL(t *testing.T, text string) string {
 // stream of the dev server at natsURL, as its web app would.
 func publishLogin(t *testing.T, natsURL, id string) {
 	t.Helper()
-	nc, err := nats.Connect(natsURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, natsURL)
 	ev := audit.NewAuditEvent(audit.LoginSucceeded, audit.AppRef{Namespace: "analytics", Name: "summarizer"}, time.Now())
 	ev.User = &audit.User{UID: "sub-alice", EmailAddr: "alice@example.com"}
 	b, err := audit.EncodeAuditEvent(id, audit.LoginSucceeded, ev)

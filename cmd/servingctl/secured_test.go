@@ -8,9 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/servingapp/servingapp/api/audit"
 	"github.com/servingapp/servingapp/internal/natsconn"
 	"github.com/servingapp/servingapp/internal/natstest"
@@ -83,15 +80,7 @@ func ensureAuditStreams(t *testing.T, srv natstest.Secured) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.URL, auth...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := natstest.Connect(t, srv.URL, auth...)
 	if err := audit.EnsureStreams(context.Background(), js, audit.StreamOptions{}); err != nil {
 		t.Fatal(err)
 	}

@@ -120,14 +120,14 @@ func (s *Server) Restart() {
 // Connect connects to url with settings fit for restart tests: it reconnects
 // forever, every 25ms, and buffers publishes while disconnected. The
 // connection is closed when the test ends.
-func Connect(t testing.TB, url string) (*nats.Conn, jetstream.JetStream) {
+func Connect(t testing.TB, url string, opts ...nats.Option) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := nats.Connect(url,
+	nc, err := nats.Connect(url, append([]nats.Option{
 		nats.Name(t.Name()),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(25*time.Millisecond),
+		nats.ReconnectWait(25 * time.Millisecond),
 		nats.ReconnectJitter(0, 0),
-	)
+	}, opts...)...)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", url, err)
 	}
