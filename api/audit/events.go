@@ -203,32 +203,45 @@ func ReadAuditEvents(ctx context.Context, js jetstream.JetStream, filter string,
 	// until the server's limit refuses new ones.
 	defer func() { _ = s.DeleteConsumer(context.WithoutCancel(ctx), c.CachedInfo().Name) }()
 	out := make([]StoredAuditEvent, 0, total)
+	err = fetch(c, total, func(m jetstream.Msg) {
+		ce, t, ev, err := DecodeAuditEvent(m.Data())
+		if err != nil {
+			return
+		}
+		meta, _ := m.Metadata()
+		var seq uint64
+		if meta != nil {
+			seq = meta.Sequence.Stream
+		}
+		out = append(out, StoredAuditEvent{Sequence: seq, Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Envelope: ce, Type: t, Event: ev})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("read audit events %s: %w", filter, err)
+	}
+	return out, nil
+}
+
+// fetch reads up to total messages from c in batches and passes each to
+// each, stopping early when a batch comes back empty (the stream holds
+// fewer than the caller counted).
+func fetch(c jetstream.Consumer, total uint64, each func(jetstream.Msg)) error {
 	for read := uint64(0); read < total; {
 		batch, err := c.Fetch(int(min(total-read, 500)), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, fmt.Errorf("read audit events %s: %w", filter, err)
+			return err
 		}
 		got := 0
 		for m := range batch.Messages() {
 			got++
-			ce, t, ev, err := DecodeAuditEvent(m.Data())
-			if err != nil {
-				continue
-			}
-			meta, _ := m.Metadata()
-			var seq uint64
-			if meta != nil {
-				seq = meta.Sequence.Stream
-			}
-			out = append(out, StoredAuditEvent{Sequence: seq, Subject: m.Subject(), MsgID: m.Headers().Get(jetstream.MsgIDHeader), Envelope: ce, Type: t, Event: ev})
+			each(m)
 		}
 		if err := batch.Error(); err != nil && got == 0 {
-			return nil, fmt.Errorf("read audit events %s: %w", filter, err)
+			return err
 		}
 		if got == 0 {
 			break
 		}
 		read += uint64(got)
 	}
-	return out, nil
+	return nil
 }

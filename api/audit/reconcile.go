@@ -136,31 +136,19 @@ func readLast(cons jetstream.Consumer, total uint64, n int) ([]CloudEvent, []Rec
 		envs []CloudEvent
 		evs  []ReconcileEvent
 	)
-	for read := uint64(0); read < total; {
-		batch, err := cons.Fetch(int(min(total-read, 500)), jetstream.FetchMaxWait(2*time.Second))
-		if err != nil {
-			return nil, nil, err
-		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			var ce CloudEvent
-			var ev ReconcileEvent
-			if json.Unmarshal(m.Data(), &ce) == nil && json.Unmarshal(ce.Data, &ev) == nil {
-				envs = append(envs, ce)
-				evs = append(evs, ev)
-				if len(envs) > n {
-					envs, evs = envs[1:], evs[1:]
-				}
+	err := fetch(cons, total, func(m jetstream.Msg) {
+		var ce CloudEvent
+		var ev ReconcileEvent
+		if json.Unmarshal(m.Data(), &ce) == nil && json.Unmarshal(ce.Data, &ev) == nil {
+			envs = append(envs, ce)
+			evs = append(evs, ev)
+			if len(envs) > n {
+				envs, evs = envs[1:], evs[1:]
 			}
 		}
-		if err := batch.Error(); err != nil && got == 0 {
-			return nil, nil, err
-		}
-		if got == 0 {
-			break
-		}
-		read += uint64(got)
+	})
+	if err != nil {
+		return nil, nil, err
 	}
 	return envs, evs, nil
 }
