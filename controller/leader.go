@@ -149,14 +149,9 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 	for {
 		select {
 		case <-done:
-			if ctx.Err() != nil {
-				e.release(rev)
-				return nil
-			}
-			if work.Err() != nil {
-				return ErrLeadershipLost
-			}
-			// lead returned by itself: keep the lease until shutdown.
+			// lead returned on shutdown, or by itself: then the lease is
+			// released only at shutdown. (Not because work ended: only
+			// abandon ends it, and abandon returns.)
 			<-ctx.Done()
 			e.release(rev)
 			return nil
