@@ -86,6 +86,7 @@ func PublishReconcileEvent(ctx context.Context, js jetstream.JetStream, id strin
 // them all: it looks back from the end of the stream in growing windows of
 // stream sequences until a window holds n events of the app (the server
 // counts them, as the consumer's pending messages), then reads that window.
+// An app with no more than n events is read from the start at once.
 func LastReconcileEvents(ctx context.Context, js jetstream.JetStream, namespace, name string, n int) ([]CloudEvent, []ReconcileEvent, error) {
 	s, err := js.Stream(ctx, EventsStream)
 	if err != nil {
@@ -96,11 +97,16 @@ func LastReconcileEvents(ctx context.Context, js jetstream.JetStream, namespace,
 	if err != nil {
 		return nil, nil, fmt.Errorf("read stream %s: %w", EventsStream, err)
 	}
-	if info.State.Subjects[subj] == 0 || n <= 0 {
+	total := info.State.Subjects[subj]
+	if total == 0 || n <= 0 {
 		return nil, nil, nil
 	}
 	first, last := info.State.FirstSeq, info.State.LastSeq
-	for window := uint64(64 * n); ; window *= 8 {
+	window := uint64(64 * n)
+	if total <= uint64(n) {
+		window = last // all of them are wanted, so no smaller window will do
+	}
+	for ; ; window *= 8 {
 		start := first
 		if last > window && last-window > first {
 			start = last - window
