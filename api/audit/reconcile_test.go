@@ -61,15 +61,5 @@ func TestLastReconcileEventsReadsTheNewestOfOneAppAmongMany(t *testing.T) {
 			}
 		}
 	}
-	s, err := js.Stream(ctx, audit.EventsStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := s.Info(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if info.State.Consumers != 0 {
-		t.Fatalf("%d consumers left on %s", info.State.Consumers, audit.EventsStream)
-	}
+	checkNoConsumers(t, js, audit.EventsStream)
 }
