@@ -326,19 +326,6 @@ func TestStandbyWithSkewedClockNeverTakesAHeldLease(t *testing.T) {
 	}
 }
 
-// sleeperClock counts the timers of one elector that have not fired yet: a
-// test advances a shared manual clock only while the elector waits on one,
-// so its polls happen at the simulated times they are due.
-type sleeperClock struct {
-	*clock.Manual
-	waiting *atomic.Int32
-}
-
-func (c sleeperClock) AfterFunc(d time.Duration, f func()) clock.Timer {
-	c.waiting.Add(1)
-	return c.Manual.AfterFunc(d, func() { c.waiting.Add(-1); f() })
-}
-
 // TestStandbyTakesOverWithin20sAtTheDefaults runs two electors with the
 // default TTL, renew and retry periods on one simulated clock: after the
 // leader dies, the standby leads within 20 simulated seconds, and never
@@ -346,11 +333,15 @@ func (c sleeperClock) AfterFunc(d time.Duration, f func()) clock.Timer {
 func TestStandbyTakesOverWithin20sAtTheDefaults(t *testing.T) {
 	url, _ := natstest.Start(t)
 	clk := clock.NewManual(time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC))
-	var aWaits, bWaits, leading atomic.Int32
+	// One view of the shared clock per elector, to tell which of them waits
+	// on it: the clock moves only while each running elector does, so its
+	// polls happen at the simulated times they are due.
+	aClk, bClk := &timerClock{Manual: clk}, &timerClock{Manual: clk}
+	var leading atomic.Int32
 	var twoAtOnce, aStopped atomic.Bool
 	var bLedAt atomic.Pointer[time.Time]
-	run := func(kv jetstream.KeyValue, id string, waits *atomic.Int32, led chan<- struct{}) chan error {
-		el := &controller.LeaderElector{KV: kv, Identity: id, Clock: sleeperClock{clk, waits}, Log: slog.New(slog.DiscardHandler)}
+	run := func(kv jetstream.KeyValue, id string, elClk *timerClock, led chan<- struct{}) chan error {
+		el := &controller.LeaderElector{KV: kv, Identity: id, Clock: elClk, Log: slog.New(slog.DiscardHandler)}
 		done := make(chan error, 1)
 		go func() {
 			defer func() {
@@ -376,18 +367,18 @@ func TestStandbyTakesOverWithin20sAtTheDefaults(t *testing.T) {
 	// step advances the clock by 100ms once each running elector waits.
 	step := func() {
 		t.Helper()
-		waitUntil(t, "electors waiting", func() bool { return bWaits.Load() > 0 && (aStopped.Load() || aWaits.Load() > 0) })
+		waitUntil(t, "electors waiting", func() bool { return bClk.waiting() && (aStopped.Load() || aClk.waiting()) })
 		clk.Advance(100 * time.Millisecond)
 		time.Sleep(time.Millisecond)
 	}
 
 	ncA, kvA := leaseKV(t, url)
 	ledA := make(chan struct{})
-	doneA := run(kvA, "a", &aWaits, ledA)
+	doneA := run(kvA, "a", aClk, ledA)
 	<-ledA
 	_, kvB := leaseKV(t, url)
 	ledB := make(chan struct{})
-	run(kvB, "b", &bWaits, ledB)
+	run(kvB, "b", bClk, ledB)
 	for range 300 { // 30 simulated seconds of renewals: b stays a standby
 		step()
 	}

@@ -18,7 +18,8 @@ import (
 
 // timerClock is a manual clock that knows when each of its timers is due,
 // so a test can tell that the code under test is waiting on a future timer
-// (and on nothing else) and move time straight to that moment.
+// (and on nothing else) and move time straight to that moment. Several may
+// share one clock.Manual, one per elector, to tell which of them waits.
 type timerClock struct {
 	*clock.Manual
 	mu     sync.Mutex
@@ -71,13 +72,19 @@ func (c *timerClock) next() (time.Time, bool) {
 	return at, !at.IsZero()
 }
 
+// waiting reports whether a timer of this clock is due in the future: the
+// elector using it waits on its clock (or will, once it gets there).
+func (c *timerClock) waiting() bool {
+	_, ok := c.next()
+	return ok
+}
+
 // settle waits until the elector waits on a future timer or has returned.
 func (c *timerClock) settle(t *testing.T, returned func() bool) {
 	t.Helper()
 	// An elector blocked on anything but its clock (its work, say) never does.
 	waitUntil(t, "the elector to wait on its clock or return", func() bool {
-		_, waiting := c.next()
-		return waiting || returned()
+		return c.waiting() || returned()
 	})
 }
 
