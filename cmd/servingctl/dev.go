@@ -85,7 +85,7 @@ logins, and serves until Ctrl-C.`,
 				fmt.Fprintf(c.out, "servingapp %s %s\n", s.app.NamespacedName(), outcomeWord(outcome))
 			}
 			probe := newGatewayProbe(gateway, stack.GatewayPort)
-			firstReady, err := waitReady(ctx, stack.Store, apps, wait, probe.serves)
+			firstReady, err := waitReady(ctx, stack.Store, apps, wait, c.now, probe.serves)
 			if err != nil {
 				return stopped(err)
 			}
@@ -124,9 +124,11 @@ logins, and serves until Ctrl-C.`,
 // run's controller brings the app back (Ready stays True), so the status
 // alone cannot tell a restarted app from a stale one. The gateway can: it
 // belongs to this process and routes an app only once this run's controller
-// has started its instances. It returns ctx's error when ctx ends first.
-func waitReady(ctx context.Context, st *store.Store, apps []*v1.ServingApp, wait time.Duration, serves func(context.Context, *v1.ServingApp) bool) (time.Time, error) {
-	deadline := time.Now().Add(wait)
+// has started its instances. It times the wait and the first app with now,
+// the clock dev's start was read from. It returns ctx's error when ctx ends
+// first.
+func waitReady(ctx context.Context, st *store.Store, apps []*v1.ServingApp, wait time.Duration, now func() time.Time, serves func(context.Context, *v1.ServingApp) bool) (time.Time, error) {
+	deadline := now().Add(wait)
 	var first time.Time
 	ready := make(map[string]bool, len(apps))
 	for {
@@ -139,10 +141,11 @@ func waitReady(ctx context.Context, st *store.Store, apps []*v1.ServingApp, wait
 				ready[a.Key()] = true
 			}
 		}
+		t := now()
 		if len(ready) > 0 && first.IsZero() {
-			first = time.Now()
+			first = t
 		}
-		if len(ready) == len(apps) || time.Now().After(deadline) {
+		if len(ready) == len(apps) || t.After(deadline) {
 			return first, nil
 		}
 		select {
