@@ -43,23 +43,25 @@ func expectLoginFailed(t *testing.T, h *harness, b *browser, in *instance, resp 
 	t.Logf("refused: %s", ev.Event.Message)
 }
 
-func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
+// forgeryHarness starts two app instances on NATS whose JWKS also holds
+// trustedKey, so signedByTrusted forges ID tokens they accept. Instance
+// number policy allows only corp.example emails; the other has no domain
+// policy.
+func forgeryHarness(t *testing.T, policy int) *harness {
+	t.Helper()
 	h := newHarness(t, options{nats: true, instances: 2, config: func(i int, c *webapp.Config) {
-		if i == 1 {
+		if i == policy {
 			c.AllowedEmailDomains = []string{"corp.example"}
 		}
 	}})
-	trusted, unknown := testKeys()
 	h.hook.extraJWK = trustedJWK()
+	return h
+}
+
+func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
+	h := forgeryHarness(t, 1)
+	_, unknown := testKeys()
 	now := func() int64 { return h.clock.Now().Unix() }
-	// signed returns a forger that changes the emulator's real ID token and
-	// signs it with the key the app trusts.
-	signed := func(change func(c map[string]any)) func(map[string]any, string) string {
-		return func(c map[string]any, _ string) string {
-			change(c)
-			return signJWT("RS256", trustedKID, trusted, "", c)
-		}
-	}
 	setQuery := func(key, value string) func(*url.URL) {
 		return func(u *url.URL) {
 			q := u.Query()
@@ -84,7 +86,7 @@ func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
 		{name: "provider says access_denied", callback: func(u *url.URL) {
 			u.RawQuery = url.Values{"error": {"access_denied"}, "error_description": {"The user said no."}, "state": {u.Query().Get("state")}}.Encode()
 		}, reason: audit.ReasonAccessDenied},
-		{name: "nonce mismatch", forge: signed(func(c map[string]any) { c["nonce"] = "nonce-of-another-login" }), reason: audit.ReasonNonceMismatch},
+		{name: "nonce mismatch", forge: signedByTrusted(func(c map[string]any) { c["nonce"] = "nonce-of-another-login" }), reason: audit.ReasonNonceMismatch},
 		{name: "ID token signed by an unknown key", forge: func(c map[string]any, _ string) string {
 			return signJWT("RS256", unknownKID, unknown, "", c)
 		}, reason: audit.ReasonInvalidIDToken},
@@ -94,11 +96,11 @@ func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
 		{name: "HS256 signed with the client secret", forge: func(c map[string]any, _ string) string {
 			return signJWT("HS256", trustedKID, nil, h.secret, c)
 		}, reason: audit.ReasonInvalidIDToken},
-		{name: "wrong audience", forge: signed(func(c map[string]any) { c["aud"] = "another-client" }), reason: audit.ReasonInvalidIDToken},
-		{name: "wrong issuer", forge: signed(func(c map[string]any) { c["iss"] = "https://evil.example/oidc" }), reason: audit.ReasonInvalidIDToken},
-		{name: "expired", forge: signed(func(c map[string]any) { c["iat"], c["exp"] = now()-3600, now()-60 }), reason: audit.ReasonInvalidIDToken},
-		{name: "issued in the future", forge: signed(func(c map[string]any) { c["iat"], c["exp"] = now()+3600, now()+7200 }), reason: audit.ReasonInvalidIDToken},
-		{name: "at_hash mismatch", forge: signed(func(c map[string]any) { c["at_hash"] = atHash("another access token") }), reason: audit.ReasonInvalidIDToken},
+		{name: "wrong audience", forge: signedByTrusted(func(c map[string]any) { c["aud"] = "another-client" }), reason: audit.ReasonInvalidIDToken},
+		{name: "wrong issuer", forge: signedByTrusted(func(c map[string]any) { c["iss"] = "https://evil.example/oidc" }), reason: audit.ReasonInvalidIDToken},
+		{name: "expired", forge: signedByTrusted(func(c map[string]any) { c["iat"], c["exp"] = now()-3600, now()-60 }), reason: audit.ReasonInvalidIDToken},
+		{name: "issued in the future", forge: signedByTrusted(func(c map[string]any) { c["iat"], c["exp"] = now()+3600, now()+7200 }), reason: audit.ReasonInvalidIDToken},
+		{name: "at_hash mismatch", forge: signedByTrusted(func(c map[string]any) { c["at_hash"] = atHash("another access token") }), reason: audit.ReasonInvalidIDToken},
 		{name: "email domain not allowed", instance: 1, reason: audit.ReasonPolicyDenied},
 	}
 	for _, tt := range tests {
@@ -119,7 +121,7 @@ func TestLoginAttacksAreRejectedWithTheRightReason(t *testing.T) {
 	// Sanity: the trusted key really is trusted, so the cases above failed
 	// for their one defect and not for the key.
 	t.Run("control: untouched claims signed by the trusted key", func(t *testing.T) {
-		h.hook.setForge(signed(func(map[string]any) {}))
+		h.hook.setForge(signedByTrusted(func(map[string]any) {}))
 		defer h.hook.setForge(nil)
 		b := h.browser()
 		in := h.instances[0]
@@ -297,14 +299,8 @@ func TestInvocationRejectsBadBodies(t *testing.T) {
 // email_verified false does not pass the allowed-domain policy, whatever
 // its email; an absent claim (Databricks omits it) is trusted as before.
 func TestUnverifiedEmailIsNotTrustedByTheDomainPolicy(t *testing.T) {
-	h := newHarness(t, options{nats: true, instances: 2, config: func(i int, c *webapp.Config) {
-		if i == 0 {
-			c.AllowedEmailDomains = []string{"corp.example"}
-		}
-	}})
-	trusted, _ := testKeys()
-	h.hook.extraJWK = trustedJWK()
 	const policy, noPolicy = 0, 1
+	h := forgeryHarness(t, policy)
 	tests := []struct {
 		name     string
 		instance int
@@ -319,13 +315,12 @@ func TestUnverifiedEmailIsNotTrustedByTheDomainPolicy(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h.hook.setForge(func(c map[string]any, _ string) string {
+			h.hook.setForge(signedByTrusted(func(c map[string]any) {
 				c["email"] = "alice@corp.example"
 				if tt.verified != nil {
 					c["email_verified"] = tt.verified
 				}
-				return signJWT("RS256", trustedKID, trusted, "", c)
-			})
+			}))
 			defer h.hook.setForge(nil)
 			in := h.instances[tt.instance]
 			b := h.browser()

@@ -49,6 +49,16 @@ func trustedJWK() map[string]any {
 	}
 }
 
+// signedByTrusted returns a forger for hookTransport.setForge: it changes
+// the claims of the emulator's real ID token and signs them with trustedKey.
+func signedByTrusted(change func(claims map[string]any)) func(map[string]any, string) string {
+	trusted, _ := testKeys()
+	return func(c map[string]any, _ string) string {
+		change(c)
+		return signJWT("RS256", trustedKID, trusted, "", c)
+	}
+}
+
 // jwtClaims decodes a JWT's payload without verifying it.
 func jwtClaims(token string) map[string]any {
 	parts := strings.Split(token, ".")
