@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/spf13/cobra"
 
@@ -193,19 +192,9 @@ func (c *cli) auditSchemaCommand() *cobra.Command {
 // trail needs no access to the store's buckets.
 func (c *cli) connectAudit(ctx context.Context) (jetstream.JetStream, func(), error) {
 	url := c.serverURL()
-	opts := []nats.Option{nats.Name("servingctl audit"), nats.Timeout(c.timeout), nats.MaxReconnects(-1)}
-	auth, err := c.natsAuth()
+	nc, js, err := c.dialJetStream(url, "servingctl audit", "NATS", -1)
 	if err != nil {
 		return nil, nil, err
-	}
-	nc, err := nats.Connect(url, append(opts, auth...)...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("cannot reach NATS at %s: %v (%s)", url, err, connectHint(err))
-	}
-	js, err := jetstream.New(nc)
-	if err != nil {
-		nc.Close()
-		return nil, nil, fmt.Errorf("open JetStream at %s: %w", url, err)
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

@@ -189,7 +189,6 @@ type conn struct {
 	close func()
 }
 
-// connect opens the API store. An unreachable server is one clear line.
 // natsAuth returns the connection options for the credentials (--creds or
 // $SERVINGAPP_NATS_CREDS) and private CA (--ca or $SERVINGAPP_NATS_CA) every
 // command that talks to NATS uses.
@@ -204,21 +203,33 @@ func (c *cli) natsAuth() ([]nats.Option, error) {
 	return natsconn.Options(creds, ca)
 }
 
-func (c *cli) connect(ctx context.Context) (*conn, error) {
-	url := c.serverURL()
-	opts := []nats.Option{nats.Name("servingctl"), nats.Timeout(c.timeout), nats.MaxReconnects(0)}
+// dialJetStream connects to url as client name, with natsAuth's options, and
+// opens JetStream: the one way every command reaches NATS. A failed
+// connection is one line naming what it tried to reach and what to do.
+func (c *cli) dialJetStream(url, name, what string, maxReconnects int) (*nats.Conn, jetstream.JetStream, error) {
 	auth, err := c.natsAuth()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	opts := []nats.Option{nats.Name(name), nats.Timeout(c.timeout), nats.MaxReconnects(maxReconnects)}
 	nc, err := nats.Connect(url, append(opts, auth...)...)
 	if err != nil {
-		return nil, fmt.Errorf("cannot reach the servingapp API store at %s: %v (%s)", url, err, connectHint(err))
+		return nil, nil, fmt.Errorf("cannot reach %s at %s: %v (%s)", what, url, err, connectHint(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("open JetStream at %s: %w", url, err)
+		return nil, nil, fmt.Errorf("open JetStream at %s: %w", url, err)
+	}
+	return nc, js, nil
+}
+
+// connect opens the API store. An unreachable server is one clear line.
+func (c *cli) connect(ctx context.Context) (*conn, error) {
+	url := c.serverURL()
+	nc, js, err := c.dialJetStream(url, "servingctl", "the servingapp API store", 0)
+	if err != nil {
+		return nil, err
 	}
 	sctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
