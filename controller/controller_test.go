@@ -107,21 +107,12 @@ func (o ownedReconciler) Reconcile(ctx context.Context, key string) (controller.
 func TestLeaderFailover(t *testing.T) {
 	url, _ := natstest.Start(t)
 	connect := func() (*nats.Conn, jetstream.JetStream, *store.Store, jetstream.KeyValue) {
-		nc, err := nats.Connect(url, nats.MaxReconnects(0))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		js, _ := jetstream.New(nc)
+		nc, js := natstest.Connect(t, url, nats.MaxReconnects(0))
 		st, err := store.New(context.Background(), js, store.Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return nc, js, st, kv
+		return nc, js, st, leaseBucket(t, js)
 	}
 	shared := &recordingReconciler{perOwner: map[string]int{}, active: map[string]int{}}
 	var (
@@ -212,16 +203,7 @@ func TestLeaderFailover(t *testing.T) {
 // leader stops cleanly, without waiting for the lease to expire.
 func TestGracefulShutdownReleasesLease(t *testing.T) {
 	url, _ := natstest.Start(t)
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, kv := leaseKV(t, url)
 	mk := func(id string) *controller.LeaderElector {
 		return &controller.LeaderElector{KV: kv, Identity: id, Clock: clock.Real{}, Log: slog.New(slog.DiscardHandler),
 			LeaseTTL: time.Hour, RenewEvery: 50 * time.Millisecond, RenewDeadline: 30 * time.Minute, RetryEvery: 20 * time.Millisecond}
@@ -252,17 +234,18 @@ func TestGracefulShutdownReleasesLease(t *testing.T) {
 // so closing it kills the elector behind it), closed when the test ends.
 func leaseKV(t *testing.T, url string) (*nats.Conn, jetstream.KeyValue) {
 	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(0))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, _ := jetstream.New(nc)
+	nc, js := natstest.Connect(t, url, nats.MaxReconnects(0))
+	return nc, leaseBucket(t, js)
+}
+
+// leaseBucket creates (or opens) the lease bucket through js.
+func leaseBucket(t *testing.T, js jetstream.JetStream) jetstream.KeyValue {
+	t.Helper()
 	kv, err := js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nc, kv
+	return kv
 }
 
 // skewedClock is a real clock that runs ahead by a fixed offset, like a host
@@ -506,12 +489,8 @@ func TestGracefulShutdownLetsInFlightReconcileFinish(t *testing.T) {
 			reg := prometheus.NewRegistry()
 			opts := controller.Options{Workers: 1, Resync: 24 * time.Hour, Metrics: controller.NewMetrics(reg)}
 			if tc.elected {
-				kv, err := e.js.CreateOrUpdateKeyValue(context.Background(), jetstream.KeyValueConfig{Bucket: controller.DefaultLeaseBucket})
-				if err != nil {
-					t.Fatal(err)
-				}
 				// Hour-long periods: no renewal or expiry can happen during the test.
-				opts.Elector = &controller.LeaderElector{KV: kv, Identity: "a", Clock: clock.Real{}, Log: slog.New(slog.DiscardHandler),
+				opts.Elector = &controller.LeaderElector{KV: leaseBucket(t, e.js), Identity: "a", Clock: clock.Real{}, Log: slog.New(slog.DiscardHandler),
 					LeaseTTL: 3 * time.Hour, RenewEvery: time.Hour, RenewDeadline: 2 * time.Hour}
 			}
 			rec := &blockingReconciler{st: e.store, started: make(chan struct{}), finish: make(chan struct{})}
