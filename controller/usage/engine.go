@@ -847,8 +847,9 @@ func (t *term) store(ctx context.Context, a *app) error {
 	return nil
 }
 
-// refresh lists the apps, forgets the records of apps that are gone and
-// idle, and reports how full the audit stream is.
+// refresh lists the apps, ties each listed app's record to its incarnation
+// (adopt), forgets the records of apps that are gone and idle, and reports
+// how full the audit stream is.
 func (t *term) refresh(ctx context.Context) {
 	now := t.e.opts.Clock.Now()
 	t.triedAt = now
@@ -863,13 +864,12 @@ func (t *term) refresh(ctx context.Context) {
 		specs[s.Key()] = s
 	}
 	t.specs, t.specsAt = specs, now
-	for key, s := range specs {
-		if a, ok := t.apps[key]; ok {
-			a.adopt(s)
-		}
-	}
 	for key, a := range t.apps {
-		if _, ok := specs[key]; ok || !a.idle() {
+		if s, ok := specs[key]; ok {
+			a.adopt(s)
+			continue
+		}
+		if !a.idle() {
 			continue
 		}
 		if a.rev != 0 {
