@@ -457,19 +457,26 @@ func (t *term) handle(ctx context.Context, m jetstream.Msg) {
 func (t *term) fillGap(ctx context.Context, from, to uint64) {
 	gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	// ahead[i] is the first message of filterSubjects[i] at or after from.
+	// The gap is walked in order, so each is read once and kept until it is
+	// folded; none left on a subject is kept as a stand-in at to.
+	ahead := make([]*jetstream.RawStreamMsg, len(filterSubjects))
 	for from < to {
 		var next *jetstream.RawStreamMsg
-		for _, subj := range filterSubjects {
-			m, err := t.stream.GetMsg(gctx, from, jetstream.WithGetMsgSubject(subj))
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				continue
+		for i, subj := range filterSubjects {
+			if ahead[i] == nil || ahead[i].Sequence < from {
+				m, err := t.stream.GetMsg(gctx, from, jetstream.WithGetMsgSubject(subj))
+				switch {
+				case errors.Is(err, jetstream.ErrMsgNotFound):
+					m = &jetstream.RawStreamMsg{Sequence: to}
+				case err != nil:
+					t.e.opts.Log.Warn("usage: could not read the audit events another consumer was given; they are counted when redelivered unless later events of their app came first",
+						"from", from, "to", to, "error", err)
+					return
+				}
+				ahead[i] = m
 			}
-			if err != nil {
-				t.e.opts.Log.Warn("usage: could not read the audit events another consumer was given; they are counted when redelivered unless later events of their app came first",
-					"from", from, "to", to, "error", err)
-				return
-			}
-			if m.Sequence < to && (next == nil || m.Sequence < next.Sequence) {
+			if m := ahead[i]; m.Sequence < to && (next == nil || m.Sequence < next.Sequence) {
 				next = m
 			}
 		}
