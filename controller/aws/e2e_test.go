@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	sm "github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/servingapp/servingapp/api/appenv"
 	"github.com/servingapp/servingapp/api/audit"
@@ -109,14 +108,8 @@ func TestReconcilerRunsAppsOnAWSFromStoreToDeletion(t *testing.T) {
 
 	// Every AWS call was counted in the metrics, by service, operation and outcome.
 	counted := map[string]float64{}
-	families := must(reg.Gather())(t)
-	for _, f := range families {
-		if f.GetName() != "servingapp_aws_calls_total" {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			counted[label(m, "service")+"/"+label(m, "operation")] += m.GetCounter().GetValue()
-		}
+	for l, n := range callCounts(t, reg) {
+		counted[l.service+"/"+l.operation] += n
 	}
 	for _, want := range []string{"ecs/CreateService", "ecs/DescribeServices", "elasticloadbalancing/CreateRule", "secretsmanager/CreateSecret", "secretsmanager/ListSecrets"} {
 		if counted[want] == 0 {
@@ -209,15 +202,6 @@ func databricksAccount(t *testing.T) (*emulator.Server, *databricks.AccountClien
 		Host: db.URL, AccountID: emulator.DefaultAccountID, ClientID: emulator.DefaultAdminClientID, ClientSecret: emulator.DefaultAdminSecret,
 	}))(t)
 	return db, account
-}
-
-func label(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
 }
 
 // TestExistingModeRegistrationRecordInSecretsManager: the registrar keeps an

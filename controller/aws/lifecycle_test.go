@@ -9,7 +9,6 @@ import (
 	"time"
 
 	awssdk "github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
@@ -311,15 +310,7 @@ func TestThrottlingConverges(t *testing.T) {
 	if err := e.srv.SetFaults(awsemu.Fault{Kind: awsemu.FaultThrottle, Fraction: 0.2}); err != nil {
 		t.Fatal(err)
 	}
-	p := e.platformWith(func(o *Options) {
-		o.Retryer = func() awssdk.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) {
-				so.MaxAttempts = e.cfg.MaxAttempts
-				so.Backoff = retry.BackoffDelayerFunc(func(int, error) (time.Duration, error) { return time.Millisecond, nil })
-				so.RateLimiter = ratelimit.None
-			})
-		}
-	})
+	p := e.platformWith(func(o *Options) { o.Retryer = standardRetries(e.cfg.MaxAttempts) })
 	apps := []*model.App{
 		app(t, "one", func(s *v1.ServingApp) { s.Spec.Allowlist = cidrs(8) }),
 		app(t, "two", func(s *v1.ServingApp) { s.Spec.Route.PathPrefix = "/two" }),
