@@ -49,12 +49,7 @@ func (c *countingTransport) count(instanceURL string) int {
 }
 
 func TestGatewaySkipsAStoppedInstanceWithoutAReconcile(t *testing.T) {
-	runner := &echoRunner{}
-	p := &Platform{Gateway: &Gateway{}, Runner: runner, Secrets: &Secrets{}}
-	gw := httptest.NewServer(p.Gateway)
-	defer gw.Close()
-	m := testModel(2, "hello", "127.0.0.1/32")
-	converge(t, p, m)
+	p, _, gw := serveWeb(t, &Gateway{})
 	insts := instances(p, "team/web")
 	if len(insts) != 2 {
 		t.Fatalf("%d instances, want 2", len(insts))
@@ -63,7 +58,7 @@ func TestGatewaySkipsAStoppedInstanceWithoutAReconcile(t *testing.T) {
 	// One instance dies; nothing reconciles the app.
 	_ = insts[0].Stop(context.Background())
 	for i := range 10 {
-		if code, body := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/x"); code != 200 || !strings.Contains(body, "greeting=hello") {
+		if code, body := get(t, gw, "127.0.0.1", "web.team.localhost", "/app/x"); code != 200 || !strings.Contains(body, "greeting=hello") {
 			t.Fatalf("request %d with one of two instances stopped: %d %s", i, code, body)
 		}
 	}
@@ -71,7 +66,7 @@ func TestGatewaySkipsAStoppedInstanceWithoutAReconcile(t *testing.T) {
 	// Both die: the gateway's 502 page.
 	_ = insts[1].Stop(context.Background())
 	for i := range 2 {
-		if r := send(t, gw.URL, "127.0.0.1", http.MethodGet, "web.team.localhost", "/app/x", ""); !isPage(r, http.StatusBadGateway, "Bad gateway") {
+		if r := send(t, gw, "127.0.0.1", http.MethodGet, "web.team.localhost", "/app/x", ""); !isPage(r, http.StatusBadGateway, "Bad gateway") {
 			t.Fatalf("request %d with every instance stopped: %d %s %s, want the 502 page", i, r.code, r.contentType, r.body)
 		}
 	}
@@ -83,12 +78,7 @@ func TestGatewayMarksARefusingInstanceDownForAWhileAndReplaysTheBody(t *testing.
 	// request written, which the gateway rightly does not retry; here every
 	// attempt dials, so a stopped instance always refuses.
 	ct := &countingTransport{rt: &http.Transport{DisableKeepAlives: true}}
-	runner := &echoRunner{}
-	p := &Platform{Gateway: &Gateway{Transport: ct, Clock: clk, DownFor: 10 * time.Second}, Runner: runner, Secrets: &Secrets{}}
-	gw := httptest.NewServer(p.Gateway)
-	defer gw.Close()
-	m := testModel(2, "hello", "127.0.0.1/32")
-	converge(t, p, m)
+	p, _, gw := serveWeb(t, &Gateway{Transport: ct, Clock: clk, DownFor: 10 * time.Second})
 	insts := instances(p, "team/web")
 	dead, alive := insts[0], insts[1]
 	_ = dead.Stop(context.Background())
@@ -97,7 +87,7 @@ func TestGatewayMarksARefusingInstanceDownForAWhileAndReplaysTheBody(t *testing.
 		t.Helper()
 		for i := range n {
 			body := fmt.Sprintf("summarize %s %d", step, i)
-			r := send(t, gw.URL, "127.0.0.1", http.MethodPost, "web.team.localhost", "/app/api/invoke", body)
+			r := send(t, gw, "127.0.0.1", http.MethodPost, "web.team.localhost", "/app/api/invoke", body)
 			if r.code != 200 || !strings.Contains(r.body, "body="+body) {
 				t.Fatalf("%s, POST %d: %d %s, want 200 with the body delivered", step, i, r.code, r.body)
 			}
@@ -124,7 +114,7 @@ func TestGatewayMarksARefusingInstanceDownForAWhileAndReplaysTheBody(t *testing.
 	// With both down, each is still tried (one may be back) before the 502 page.
 	_ = alive.Stop(context.Background())
 	for i := range 2 {
-		r := send(t, gw.URL, "127.0.0.1", http.MethodPost, "web.team.localhost", "/app/api/invoke", "x")
+		r := send(t, gw, "127.0.0.1", http.MethodPost, "web.team.localhost", "/app/api/invoke", "x")
 		if !isPage(r, http.StatusBadGateway, "Bad gateway") {
 			t.Fatalf("request %d with every instance stopped: %d %s %s, want the 502 page", i, r.code, r.contentType, r.body)
 		}

@@ -104,6 +104,19 @@ func converge(t *testing.T, p *Platform, m *model.App) {
 	t.Fatal("did not converge")
 }
 
+// serveWeb runs team/web, two instances greeting "hello" to 127.0.0.1, on a
+// platform whose gateway is g, and serves g until the test ends. It returns
+// the platform, its runner and the gateway's URL.
+func serveWeb(t *testing.T, g *Gateway) (*Platform, *echoRunner, string) {
+	t.Helper()
+	runner := &echoRunner{}
+	p := &Platform{Gateway: g, Runner: runner, Secrets: &Secrets{}}
+	gw := httptest.NewServer(g)
+	t.Cleanup(gw.Close)
+	converge(t, p, testModel(2, "hello", "127.0.0.1/32"))
+	return p, runner, gw.URL
+}
+
 // get sends a request through the gateway from the given local source address.
 func get(t *testing.T, gw string, from string, host, path string) (int, string) {
 	t.Helper()
@@ -146,19 +159,13 @@ func isPage(r response, code int, text string) bool {
 }
 
 func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
-	runner := &echoRunner{}
-	p := &Platform{Gateway: &Gateway{}, Runner: runner, Secrets: &Secrets{}}
-	gw := httptest.NewServer(p.Gateway)
-	defer gw.Close()
-
-	m := testModel(2, "hello", "127.0.0.1/32")
-	converge(t, p, m)
+	p, runner, gw := serveWeb(t, &Gateway{})
 	if n := runner.count(); n != 2 {
 		t.Fatalf("%d instances, want 2", n)
 	}
 	seen := map[string]bool{}
 	for i := 0; i < 4; i++ {
-		code, body := get(t, gw.URL, "127.0.0.1", "web.team.localhost:8080", "/app/x")
+		code, body := get(t, gw, "127.0.0.1", "web.team.localhost:8080", "/app/x")
 		if code != 200 || !strings.Contains(body, "greeting=hello") || !strings.Contains(body, "xff=127.0.0.1") || !strings.Contains(body, "path=/app/x") {
 			t.Fatalf("%d %s", code, body)
 		}
@@ -179,7 +186,7 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			r := send(t, gw.URL, tc.from, http.MethodGet, tc.host, tc.path, "")
+			r := send(t, gw, tc.from, http.MethodGet, tc.host, tc.path, "")
 			if r.code != tc.code {
 				t.Fatalf("%d, want %d: %s", r.code, tc.code, r.body)
 			}
@@ -190,9 +197,9 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	}
 
 	// Allowlist change lets 127.0.0.2 in without restarting instances.
-	m = testModel(2, "hello", "127.0.0.1/32", "127.0.0.2/32")
+	m := testModel(2, "hello", "127.0.0.1/32", "127.0.0.2/32")
 	converge(t, p, m)
-	if code, _ := get(t, gw.URL, "127.0.0.2", "web.team.localhost", "/app/"); code != 200 {
+	if code, _ := get(t, gw, "127.0.0.2", "web.team.localhost", "/app/"); code != 200 {
 		t.Fatalf("after allowlist change: %d", code)
 	}
 	if runner.n.Load() != 2 {
@@ -202,7 +209,7 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	// A config change replaces the instances; the route never goes empty.
 	m = testModel(2, "bonjour", "127.0.0.1/32")
 	converge(t, p, m)
-	if code, body := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 200 || !strings.Contains(body, "greeting=bonjour") {
+	if code, body := get(t, gw, "127.0.0.1", "web.team.localhost", "/app/"); code != 200 || !strings.Contains(body, "greeting=bonjour") {
 		t.Fatalf("after rollout: %d %s", code, body)
 	}
 	if n := runner.count(); n != 2 {
@@ -213,7 +220,7 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	if err := p.SetBlocked(context.Background(), m.Ref, []netip.Addr{netip.MustParseAddr("127.0.0.1")}); err != nil {
 		t.Fatal(err)
 	}
-	if r := send(t, gw.URL, "127.0.0.1", http.MethodGet, "web.team.localhost", "/app/", ""); r.code != 403 {
+	if r := send(t, gw, "127.0.0.1", http.MethodGet, "web.team.localhost", "/app/", ""); r.code != 403 {
 		t.Fatalf("blocked address got %d", r.code)
 	} else if !isPage(r, 403, "from your address is blocked") {
 		t.Fatalf("blocked address: not the gateway's lockout page: %s %s", r.contentType, r.body)
@@ -222,7 +229,7 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	if err := p.SetBlocked(context.Background(), m.Ref, nil); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 200 {
+	if code, _ := get(t, gw, "127.0.0.1", "web.team.localhost", "/app/"); code != 200 {
 		t.Fatalf("after the lockout was lifted: %d", code)
 	}
 
@@ -230,7 +237,7 @@ func TestGatewayRoutesEnforcesAllowlistAndRollsOut(t *testing.T) {
 	if err := p.Delete(context.Background(), m, obs, false, &nopRecorder{}); err != nil {
 		t.Fatal(err)
 	}
-	if code, _ := get(t, gw.URL, "127.0.0.1", "web.team.localhost", "/app/"); code != 404 {
+	if code, _ := get(t, gw, "127.0.0.1", "web.team.localhost", "/app/"); code != 404 {
 		t.Fatalf("after delete: %d", code)
 	}
 	if runner.count() != 0 || len(p.Secrets.Owned("team/web")) != 0 {
