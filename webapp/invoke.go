@@ -258,10 +258,7 @@ func (a *App) summarize(w http.ResponseWriter, r *http.Request, l *session.Loade
 		}
 	}
 	if err != nil {
-		ie := a.classify(ctx, err)
-		inv.status, inv.code, inv.message = ie.status, ie.code, ie.audited()
-		a.recordInvocation(r, l, inv)
-		a.log.Warn("invocation failed", "request_id", info(r).id, "status", ie.status, "code", ie.code, "err", loggable(err))
+		ie := a.recordFailure(ctx, r, l, inv, err)
 		if ie.retryAfter > 0 {
 			w.Header().Set("Retry-After", formatSeconds(ie.retryAfter))
 		}
@@ -370,11 +367,19 @@ func (a *App) handleAPIInvoke(w http.ResponseWriter, r *http.Request) {
 
 // invokeFailed answers an API invocation's failure with a clear JSON error.
 func (a *App) invokeFailed(ctx context.Context, w http.ResponseWriter, r *http.Request, l *session.Loaded, inv invocation, err error) {
+	ie := a.recordFailure(ctx, r, l, inv, err)
+	writeJSONError(w, ie.status, ie.code, ie.english(), ie.retryAfter)
+}
+
+// recordFailure classifies a failed invocation, audits and logs it (never
+// with the endpoint's own words, see invokeError.audited and loggable), and
+// returns what the user is to be told.
+func (a *App) recordFailure(ctx context.Context, r *http.Request, l *session.Loaded, inv invocation, err error) invokeError {
 	ie := a.classify(ctx, err)
 	inv.status, inv.code, inv.message = ie.status, ie.code, ie.audited()
 	a.recordInvocation(r, l, inv)
 	a.log.Warn("invocation failed", "request_id", info(r).id, "status", ie.status, "code", ie.code, "err", loggable(err))
-	writeJSONError(w, ie.status, ie.code, ie.english(), ie.retryAfter)
+	return ie
 }
 
 // usageOf reads the token usage of a chat or completions answer, if any.
