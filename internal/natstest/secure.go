@@ -44,7 +44,10 @@ func StartSecured(t testing.TB) Secured {
 			t.Fatalf("secured nats-server: %v", err)
 		}
 	}
-	caFile, tlsCfg := testPKI(t, dir)
+	tlsDir := filepath.Join(dir, "tls")
+	caFile := WritePKI(t, tlsDir)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(tlsDir, "server.pem"), filepath.Join(tlsDir, "server-key.pem"))
+	must(err)
 
 	operator, err := nkeys.CreateOperator()
 	must(err)
@@ -94,7 +97,7 @@ func StartSecured(t testing.TB) Secured {
 		TrustedOperators: []*jwt.OperatorClaims{opClaims},
 		SystemAccount:    sysPub,
 		AccountResolver:  resolver,
-		TLSConfig:        tlsCfg,
+		TLSConfig:        &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}},
 		TLSTimeout:       5,
 	})
 	must(err)
@@ -110,10 +113,16 @@ func StartSecured(t testing.TB) Secured {
 	return Secured{URL: "tls://127.0.0.1:" + strconv.Itoa(port), CAFile: caFile, CredsFile: credsFile}
 }
 
-// testPKI writes a CA certificate to dir and returns its path and a server
-// TLS configuration with a certificate for 127.0.0.1 that the CA signed.
-func testPKI(t testing.TB, dir string) (string, *tls.Config) {
+// WritePKI writes a PKI for TLS tests on loopback to dir (created if
+// missing), like the tls_* resources in terraform/nats.tf: ca.pem, a CA made
+// for the test, and server.pem and server-key.pem, a certificate for
+// 127.0.0.1 and localhost that the CA signed, for server and client auth
+// (cluster routes use both). It returns the path of ca.pem.
+func WritePKI(t testing.TB, dir string) string {
 	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
 	now := time.Now()
 	// issue makes a key and a certificate from tmpl, signed by parent's key
 	// (self-signed when parent is nil).
@@ -139,13 +148,23 @@ func testPKI(t testing.TB, dir string) (string, *tls.Config) {
 	}, nil, nil)
 	caCert, _ := x509.ParseCertificate(caDER)
 	key, der := issue(&x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "nats"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"},
+		KeyUsage:    x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}, caCert, caKey)
-	caFile := filepath.Join(dir, "ca.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
 		t.Fatal(err)
 	}
-	return caFile, &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	for name, block := range map[string]*pem.Block{
+		"ca.pem":         {Type: "CERTIFICATE", Bytes: caDER},
+		"server.pem":     {Type: "CERTIFICATE", Bytes: der},
+		"server-key.pem": {Type: "EC PRIVATE KEY", Bytes: keyDER},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(block), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return filepath.Join(dir, "ca.pem")
 }
