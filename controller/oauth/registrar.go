@@ -253,7 +253,11 @@ func (r *Registrar) registerManaged(ctx context.Context, app *model.App, rec mod
 	}
 	// An app that used a shared integration before may have left its
 	// redirect URL there.
-	if err := r.reconcileRecord(ctx, app, registration{}, rec); err != nil {
+	rc, err := r.readRecord(ctx, app.Ref, registration{})
+	if err != nil {
+		return v1.Condition{}, err
+	}
+	if err := r.reconcileRecord(ctx, app, rc, registration{}, rec); err != nil {
 		return v1.Condition{}, err
 	}
 	app.OAuth.IntegrationID = current.IntegrationID
@@ -311,7 +315,10 @@ func (r *Registrar) findManaged(ctx context.Context, name, known string, rec mod
 func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec model.Recorder) (v1.Condition, error) {
 	id := app.OAuth.IntegrationID
 	want := registration{IntegrationID: id, RedirectURL: app.OAuth.RedirectURL}
-	var updated time.Time // when we last changed the integration for this app
+	var (
+		updated time.Time    // when we last changed the integration for this app
+		noted   storedRecord // the app's record, with want in it
+	)
 	changed, in, err := func() (bool, *databricks.CustomAppIntegration, error) {
 		defer r.lock(id)()
 		in, err := r.Account.GetCustomAppIntegration(ctx, id)
@@ -327,7 +334,7 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 		// Note the URL in the record before adding it, so a crash right
 		// after the add cannot lose track of it; likewise the time of the
 		// change, so a restarted controller still reports the window.
-		noted, err := r.noteRecord(ctx, app, want)
+		noted, err = r.noteRecord(ctx, app, want)
 		if err != nil {
 			return false, nil, err
 		}
@@ -356,8 +363,9 @@ func (r *Registrar) registerExisting(ctx context.Context, app *model.App, rec mo
 	}
 	// Only now, with the new URL in place, remove the ones this app
 	// registered before (another host or path prefix, another integration):
-	// add before remove, so logins never break.
-	if err := r.reconcileRecord(ctx, app, want, rec); err != nil {
+	// add before remove, so logins never break. Only this reconcile writes
+	// the app's record, so noted is still what is stored.
+	if err := r.reconcileRecord(ctx, app, noted, want, rec); err != nil {
 		return v1.Condition{}, err
 	}
 	if err := r.dropManaged(ctx, app, rec); err != nil {
@@ -499,7 +507,7 @@ func (r *Registrar) writeRecord(ctx context.Context, app *model.App, rc record) 
 }
 
 // noteRecord adds want to the app's record unless it is there, and returns
-// the record as it now is.
+// the record as it now is, as readRecord would now read it.
 func (r *Registrar) noteRecord(ctx context.Context, app *model.App, want registration) (storedRecord, error) {
 	rc, err := r.readRecord(ctx, app.Ref, want)
 	if err != nil {
@@ -513,18 +521,16 @@ func (r *Registrar) noteRecord(ctx context.Context, app *model.App, want registr
 		return storedRecord{}, err
 	}
 	rc.exists = true
+	rc.steady = slices.Equal(rc.Registered, steadyRecord(want).Registered)
 	return rc, nil
 }
 
-// reconcileRecord removes every redirect URL the record lists but want,
-// then records that only want is left. Without a record (an app registered
-// before records existed, or a managed app that never shared) there is
-// nothing to remove and, for a managed app, nothing to write.
-func (r *Registrar) reconcileRecord(ctx context.Context, app *model.App, want registration, rec model.Recorder) error {
-	rc, err := r.readRecord(ctx, app.Ref, want)
-	if err != nil {
-		return err
-	}
+// reconcileRecord removes every redirect URL the record rc (as read for
+// want, or as noteRecord left it) lists but want, then records that only
+// want is left. Without a record (an app registered before records existed,
+// or a managed app that never shared) there is nothing to remove and, for a
+// managed app, nothing to write.
+func (r *Registrar) reconcileRecord(ctx context.Context, app *model.App, rc storedRecord, want registration, rec model.Recorder) error {
 	if rc.steady || (!rc.exists && want.RedirectURL == "") {
 		return nil
 	}
@@ -538,7 +544,7 @@ func (r *Registrar) reconcileRecord(ctx context.Context, app *model.App, want re
 			return err
 		}
 	}
-	_, err = r.writeRecord(ctx, app, steadyRecord(want))
+	_, err := r.writeRecord(ctx, app, steadyRecord(want))
 	return err
 }
 
