@@ -57,6 +57,20 @@ func (s *pendingSlots) take(now, until time.Time) bool {
 	return true
 }
 
+// release gives back a slot taken with until whose request was not stored
+// after all, so a store outage or a full store does not hold slots for a
+// LoginTTL and turn away texts after the store recovers.
+func (s *pendingSlots) release(until time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := len(s.expires) - 1; i >= 0; i-- {
+		if s.expires[i].Equal(until) {
+			s.expires = append(s.expires[:i], s.expires[i+1:]...)
+			return
+		}
+	}
+}
+
 func sha256Hex(b []byte) string {
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
@@ -135,6 +149,9 @@ func (a *App) loginThenSummarize(w http.ResponseWriter, r *http.Request, text st
 		return
 	}
 	id, err := m.PutPending(r.Context(), session.Pending{Text: text, Expires: expires})
+	if err != nil {
+		a.pendingSlots.release(expires)
+	}
 	if errors.Is(err, session.ErrFull) {
 		a.log.Warn("the session store is full; refusing a request kept for sign-in", "request_id", info(r).id, "err", err)
 		a.refusePending(w, r, http.StatusServiceUnavailable, text, "err_pending_busy")

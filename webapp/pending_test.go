@@ -2,9 +2,11 @@ package webapp_test
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -155,5 +157,41 @@ func TestSessionBucketIsBoundedAndKeptRequestsExpireInJetStream(t *testing.T) {
 	}
 	if got := msg.Header.Get(jetstream.MsgTTLHeader); got != "10m0s" {
 		t.Fatalf("the kept request's TTL is %q, want 10m0s (the login's lifetime)", got)
+	}
+}
+
+// outageStore is a session store whose Create fails while down is set, as
+// a session store that cannot be reached.
+type outageStore struct {
+	session.Store
+	down atomic.Bool
+}
+
+func (o *outageStore) Create(ctx context.Context, key string, value []byte, expires time.Time) (uint64, error) {
+	if o.down.Load() {
+		return 0, errors.New("session store unreachable")
+	}
+	return o.Store.Create(ctx, key, value, expires)
+}
+
+// TestAFailedKeepDoesNotHoldASlot: texts typed before sign-in that the
+// session store could not keep (unreachable, or full) do not count against
+// the replica's bound, so once the store is back the next text is kept
+// rather than turned away until the failed ones' slots would have expired.
+func TestAFailedKeepDoesNotHoldASlot(t *testing.T) {
+	store := &outageStore{Store: session.NewMemoryStore(nil)}
+	h := newHarness(t, options{store: store, config: func(_ int, c *webapp.Config) { c.MaxPendingRequests = 2 }})
+	in := h.instances[0]
+	store.down.Store(true)
+	for i := range 3 {
+		if resp, _ := postBeforeSignIn(t, h.browser(), in, "typed while the store is down"); resp.StatusCode == http.StatusSeeOther {
+			t.Fatalf("request %d was kept although the store is down", i)
+		}
+	}
+	store.down.Store(false)
+	for i := range 2 {
+		if resp, _ := postBeforeSignIn(t, h.browser(), in, "typed once the store is back"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("request %d after the store came back: %d, want 303 (kept)", i, resp.StatusCode)
+		}
 	}
 }
