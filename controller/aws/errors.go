@@ -23,6 +23,17 @@ func errorCode(err error) string {
 	return ""
 }
 
+// errorMessage returns the AWS error message of err in lower case, "" when
+// it is not an API error: ECS tells some passing states from bad requests
+// by the message alone.
+func errorMessage(err error) string {
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		return strings.ToLower(apiErr.ErrorMessage())
+	}
+	return ""
+}
+
 // isCode reports whether err is an AWS API error with one of codes.
 func isCode(err error, codes ...string) bool {
 	c := errorCode(err)
@@ -62,13 +73,13 @@ func classify(what string, err error) error {
 	case "ClusterNotFoundException", "ListenerNotFound", "LoadBalancerNotFound":
 		return model.Terminal(reasonConfiguration, fmt.Errorf("%w: check the aws section of the controller config", wrapped))
 	case "ClientException":
-		if transientClientException(err) {
+		if transientClientException(errorMessage(err)) {
 			return wrapped
 		}
 		return model.Terminal(reasonInvalidParameter, wrapped)
 	case "InvalidParameterException", "ValidationError", "ValidationException",
 		"InvalidParameterValue", "InvalidConfigurationRequest", "UnsupportedProtocol", "MalformedPolicyDocumentException":
-		if transientInvalidParameter(err) {
+		if transientInvalidParameter(errorMessage(err)) {
 			return wrapped
 		}
 		return model.Terminal(reasonInvalidParameter, wrapped)
@@ -76,9 +87,10 @@ func classify(what string, err error) error {
 	return wrapped
 }
 
-// transientClientException recognises the ECS ClientException answers that
-// describe contention rather than a bad request. ECS uses ClientException
-// for both, so the message is the only signal. Known so far:
+// transientClientException recognises, by their message msg (lower case),
+// the ECS ClientException answers that describe contention rather than a
+// bad request. ECS uses ClientException for both, so the message is the only
+// signal. Known so far:
 //
 //   - RegisterTaskDefinition: "Too many concurrent attempts to create a new
 //     revision of the specified family." (another writer registered a
@@ -86,26 +98,16 @@ func classify(what string, err error) error {
 //
 // Anything else stays terminal: a ClientException that is really a bad
 // request would otherwise be retried forever.
-func transientClientException(err error) bool {
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	msg := strings.ToLower(apiErr.ErrorMessage())
+func transientClientException(msg string) bool {
 	return strings.Contains(msg, "too many concurrent attempts")
 }
 
-// transientInvalidParameter recognises the ECS InvalidParameterException
-// answers that describe a passing state rather than a bad request: a service
-// of the same name still draining, and a target group whose listener rule
-// ELBv2 has not propagated yet. ECS gives them no code of their own, so the
-// message is the only signal.
-func transientInvalidParameter(err error) bool {
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) {
-		return false
-	}
-	msg := strings.ToLower(apiErr.ErrorMessage())
+// transientInvalidParameter recognises, by their message msg (lower case),
+// the ECS InvalidParameterException answers that describe a passing state
+// rather than a bad request: a service of the same name still draining, and
+// a target group whose listener rule ELBv2 has not propagated yet. ECS gives
+// them no code of their own, so the message is the only signal.
+func transientInvalidParameter(msg string) bool {
 	return strings.Contains(msg, "draining") || strings.Contains(msg, "does not have an associated load balancer") ||
 		strings.Contains(msg, "not idempotent")
 }
