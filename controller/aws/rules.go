@@ -46,6 +46,20 @@ func splitKinds(rules []ruleState) (allow, block []ruleState) {
 	return allow, block
 }
 
+// blockedSources returns the addresses lockout rules hold, each once, in
+// rule order (rules by priority, then sources in order).
+func blockedSources(block []ruleState) []string {
+	var out []string
+	for _, r := range block {
+		for _, s := range r.Sources {
+			if !slices.Contains(out, s) {
+				out = append(out, s)
+			}
+		}
+	}
+	return out
+}
+
 // planAppRules plans the app's rules: allow rules carrying the allowlist to
 // the target group, and block rules (owned by SetBlocked) kept but moved
 // along when the route changes, at most maxBlock of them (a new route with
@@ -55,14 +69,7 @@ func planAppRules(app *model.App, have []ruleState, target string, maxBlock int)
 	allowHave, blockHave := splitKinds(have)
 	rt := route{Host: app.Host, Paths: app.PathPatterns, Target: target}
 	allow = planRules(kindAllow, allowlistValues(app.Allowlist), allowHave, rt, ruleTags(app.Tags, kindAllow))
-	var blocked []string
-	for _, r := range blockHave {
-		for _, s := range r.Sources {
-			if !slices.Contains(blocked, s) {
-				blocked = append(blocked, s)
-			}
-		}
-	}
+	blocked := blockedSources(blockHave)
 	brt := route{Host: app.Host, Paths: app.PathPatterns}
 	blocked = blocked[:min(len(blocked), maxBlock*brt.capacity())]
 	block = planBlocks(blocked, blockHave, brt, ruleTags(app.Tags, kindBlock), maxBlock)
@@ -469,12 +476,8 @@ func (p *Platform) SetBlocked(ctx context.Context, app model.Ref, addrs []netip.
 		return fmt.Errorf("block addresses for %s: %w", app, err)
 	}
 	inRules := map[string]int{}
-	for _, r := range block {
-		for _, s := range r.Sources {
-			if _, ok := inRules[s]; !ok {
-				inRules[s] = len(inRules)
-			}
-		}
+	for i, s := range blockedSources(block) {
+		inRules[s] = i
 	}
 	chosen := p.chooseBlocked(app, want, inRules, maxRules*rt.capacity())
 	slices.Sort(chosen)
