@@ -167,7 +167,7 @@ func (e *LeaderElector) Run(ctx context.Context, lead func(stop, work context.Co
 				rev, lastRenew = newRev, start
 				break
 			}
-			if isRevisionConflict(err) {
+			if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 				e.Log.Error("leader election: another controller holds the lease; stopping", "error", err)
 				return e.abandon(done, loseLeadership, lastRenew)
 			}
@@ -276,7 +276,7 @@ func (e *LeaderElector) tryAcquire(ctx context.Context, seen *leaseSighting) (ui
 	}
 	rev, err := e.KV.Update(ctx, e.Key, b, entry.Revision())
 	if err != nil {
-		if isRevisionConflict(err) {
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
 			return 0, time.Time{}, nil
 		}
 		return 0, time.Time{}, err
@@ -286,17 +286,12 @@ func (e *LeaderElector) tryAcquire(ctx context.Context, seen *leaseSighting) (ui
 
 func (e *LeaderElector) renew(ctx context.Context, rev uint64, acquired, now time.Time) (uint64, error) {
 	b, _ := json.Marshal(Lease{Holder: e.Identity, AcquiredAt: acquired, RenewedAt: now, TTLSeconds: e.LeaseTTL.Seconds()})
-	// A revision conflict means another controller wrote the lease: it is no
-	// longer ours.
+	// A revision conflict (jetstream.ErrKeyRevisionMismatch) means another
+	// controller wrote the lease: it is no longer ours. nats.go reports every
+	// failed compare-and-set of Update so, on R1 and replicated buckets alike;
+	// ErrKeyExists would miss the conflicts of production's R3 lease bucket
+	// (code 10164, not 10071).
 	return e.KV.Update(ctx, e.Key, b, rev)
-}
-
-// isRevisionConflict reports whether a KV compare-and-set failed because the
-// key is at another revision. nats.go reports it as ErrKeyExists on an R1
-// bucket (code 10071) but only as ErrKeyRevisionMismatch on replicated
-// buckets (code 10164), which production's R3 lease bucket is.
-func isRevisionConflict(err error) bool {
-	return errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists)
 }
 
 // release deletes the lease if it is still ours, so a standby need not wait for expiry.
