@@ -110,10 +110,18 @@ func splitDocuments(data []byte) ([]document, error) {
 		// A YAML document in flow style ({apiVersion: ..., kind: ...}) starts
 		// with a brace too: it is YAML, not broken JSON. Only when YAML cannot
 		// read it either is the JSON error the one to show.
-		if err == nil || !readsAsYAML(data) {
-			return docs, err
+		if err != nil {
+			if ydocs, yerr := splitYAML(data); yerr == nil && readsAsYAML(ydocs) {
+				return ydocs, nil
+			}
 		}
+		return docs, err
 	}
+	return splitYAML(data)
+}
+
+// splitYAML splits a YAML stream at its document markers.
+func splitYAML(data []byte) ([]document, error) {
 	var (
 		docs  []document
 		cur   bytes.Buffer
@@ -158,11 +166,11 @@ func splitDocuments(data []byte) ([]document, error) {
 	return docs, nil
 }
 
-// readsAsYAML reports whether every document of data parses as YAML.
-func readsAsYAML(data []byte) bool {
-	for _, doc := range bytes.Split(data, []byte("\n---")) {
+// readsAsYAML reports whether every document parses as YAML.
+func readsAsYAML(docs []document) bool {
+	for _, doc := range docs {
 		var v any
-		if yaml.Unmarshal(doc, &v) != nil {
+		if yaml.Unmarshal(doc.src, &v) != nil {
 			return false
 		}
 	}

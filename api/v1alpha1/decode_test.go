@@ -34,6 +34,7 @@ func TestDecodeMultiDocumentYAMLAndJSON(t *testing.T) {
 		{"yaml flow style starting with a brace", `{apiVersion: servingapp.io/v1alpha1, kind: ServingApp, metadata: {name: f}, spec: {}}`, []string{"f"}},
 		{"content on the separator line", "--- {apiVersion: servingapp.io/v1alpha1, kind: ServingApp, metadata: {name: s}, spec: {}}\n---\n" + goodDoc, []string{"s", "summarizer"}},
 		{"separator line with a comment", "--- # first\n" + goodDoc, []string{"summarizer"}},
+		{"yaml flow style starting with a brace, then an end marker and more documents", "{apiVersion: servingapp.io/v1alpha1, kind: ServingApp, metadata: {name: f}, spec: {}}\n...\n---\n" + goodDoc + "...\n", []string{"f", "summarizer"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
